@@ -1,6 +1,10 @@
-#pragma once
 // The reverse-mode engine: typed nodes, leaf gradient accumulation, saved tensors with version
 // checks, recording helpers for ops, and backward(). See docs/autograd.md for the model.
+// Part of the Tensor closure: core/tensor.hpp includes this file after defining the class.
+// Including this header first still works: tensor.hpp is pulled in, which includes us back.
+#include "loom/core/tensor.hpp"
+#ifndef LOOM_AUTOGRAD_ENGINE_HPP
+#define LOOM_AUTOGRAD_ENGINE_HPP
 #include <algorithm>
 #include <functional>
 #include <optional>
@@ -139,7 +143,7 @@ bool should_record(const Impls&... inputs) {
 }
 
 // Attaches `node` as the producer of `output`, wiring edges to `inputs`.
-inline void attach(const ImplPtr& output, std::shared_ptr<Node> node, std::initializer_list<ImplPtr> inputs) {
+inline void attach(const ImplPtr& output, std::shared_ptr<Node> node, const std::vector<ImplPtr>& inputs) {
   for (const ImplPtr& in : inputs) {
     node->next.push_back(gradient_edge(in));
     node->input_meta.push_back(in ? InputMeta{in->shape, in->dtype} : InputMeta{});
@@ -147,10 +151,19 @@ inline void attach(const ImplPtr& output, std::shared_ptr<Node> node, std::initi
   output->grad_fn = std::move(node);
 }
 
+inline void attach(const ImplPtr& output, std::shared_ptr<Node> node, std::initializer_list<ImplPtr> inputs) {
+  attach(output, std::move(node), std::vector<ImplPtr>(inputs));
+}
+
 // Records `backward` (grad_output -> one gradient per input) as the producer of `output`.
 // Ops call it only when should_record(...) is true.
 template <class T, class Dev, class Fn>
 void record(const char* name, const Tensor<T, Dev>& output, std::initializer_list<ImplPtr> inputs, Fn&& backward) {
+  auto node = std::make_shared<LambdaNode<T, Dev, std::decay_t<Fn>>>(name, std::forward<Fn>(backward));
+  attach(output.impl(), std::move(node), inputs);
+}
+template <class T, class Dev, class Fn>
+void record(const std::string& name, const Tensor<T, Dev>& output, const std::vector<ImplPtr>& inputs, Fn&& backward) {
   auto node = std::make_shared<LambdaNode<T, Dev, std::decay_t<Fn>>>(name, std::forward<Fn>(backward));
   attach(output.impl(), std::move(node), inputs);
 }
@@ -290,3 +303,5 @@ void Tensor<T, Dev>::check_inplace(const char* what) const {
 }
 
 }  // namespace loom
+
+#endif  // LOOM_AUTOGRAD_ENGINE_HPP

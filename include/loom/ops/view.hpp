@@ -1,7 +1,11 @@
-#pragma once
 // View ops (no copy: the result shares storage) and copies, each with its backward beside it.
 // Backward of a view maps the gradient back to the input's shape: reshape back, permute by the
 // inverse, scatter a slice into zeros, sum over broadcast dimensions.
+// Part of the Tensor closure: core/tensor.hpp includes this file after defining the class.
+// Including this header first still works: tensor.hpp is pulled in, which includes us back.
+#include "loom/core/tensor.hpp"
+#ifndef LOOM_OPS_VIEW_HPP
+#define LOOM_OPS_VIEW_HPP
 #include <numeric>
 #include <optional>
 #include <vector>
@@ -49,40 +53,32 @@ inline Shape infer_shape(const Shape& requested, int64_t numel, const char* what
   return out;
 }
 
-// Strides that let `new_shape` view memory laid out as (old_shape, old_strides), if any exist:
-// each group of old dims that is merged or split must be contiguous within itself.
+// Strides that let `new_shape` view memory laid out as (old_shape, old_strides), if any exist.
+// Old dims are grouped into chunks that are contiguous within themselves; every new dim must fall
+// inside one chunk (PyTorch's rule), so merging or splitting never crosses a stride jump.
 inline std::optional<Strides> view_strides(const Shape& old_shape, const Strides& old_strides, const Shape& new_shape) {
+  if (old_shape.numel() == 0 || old_shape.empty()) return contiguous_strides(new_shape);
   Strides out = Strides::filled(new_shape.size(), 1);
-  if (old_shape.numel() == 0) return contiguous_strides(new_shape);
-  int new_d = new_shape.size() - 1;
-  int64_t chunk_base = 1;  // stride of the innermost dim of the current contiguous chunk
+  int view_d = new_shape.size() - 1;
+  int64_t chunk_base = old_strides.back();  // stride of the innermost dim of the current chunk
   int64_t tensor_numel = 1, view_numel = 1;
   for (int d = old_shape.size() - 1; d >= 0; --d) {
     tensor_numel *= old_shape[d];
-    if (d == old_shape.size() - 1 || true) {
-      if (tensor_numel == old_shape[d]) chunk_base = old_strides[d];
-    }
     const bool chunk_ends = d == 0 || (old_shape[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base);
-    if (chunk_ends) {
-      while (new_d >= 0 && (view_numel < tensor_numel || new_shape[new_d] == 1)) {
-        out[new_d] = view_numel * chunk_base;
-        view_numel *= new_shape[new_d];
-        --new_d;
-      }
-      if (view_numel != tensor_numel) return std::nullopt;
-      if (d > 0) {
-        chunk_base = old_strides[d - 1];
-        tensor_numel = 1;
-        view_numel = 1;
-      }
+    if (!chunk_ends) continue;
+    while (view_d >= 0 && (view_numel < tensor_numel || new_shape[view_d] == 1)) {
+      out[view_d] = view_numel * chunk_base;
+      view_numel *= new_shape[view_d];
+      --view_d;
+    }
+    if (view_numel != tensor_numel) return std::nullopt;
+    if (d > 0) {
+      chunk_base = old_strides[d - 1];
+      tensor_numel = 1;
+      view_numel = 1;
     }
   }
-  if (new_d != -1) {
-    for (; new_d >= 0; --new_d) {
-      if (new_shape[new_d] != 1) return std::nullopt;
-      out[new_d] = 1;
-    }
-  }
+  if (view_d != -1) return std::nullopt;
   return out;
 }
 
@@ -337,3 +333,5 @@ Tensor<U, Dev> Tensor<T, Dev>::to() const {
 }
 
 }  // namespace loom
+
+#endif  // LOOM_OPS_VIEW_HPP
