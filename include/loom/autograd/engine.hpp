@@ -245,7 +245,7 @@ Tensor<T, Dev>& Tensor<T, Dev>::requires_grad_(bool on) {
 }
 
 template <Element T, class Dev>
-void Tensor<T, Dev>::zero_grad() {
+void Tensor<T, Dev>::zero_grad() const {
   if (defined() && impl_->grad) {
     NoGradGuard guard;
     Tensor(impl_->grad).fill_(T(0));
@@ -253,7 +253,7 @@ void Tensor<T, Dev>::zero_grad() {
 }
 
 template <Element T, class Dev>
-void Tensor<T, Dev>::set_grad(const Tensor& g) {
+void Tensor<T, Dev>::set_grad(const Tensor& g) const {
   LOOM_CHECK(!g.defined() || g.shape() == shape(), "set_grad: gradient of shape ", g.shape(),
              " for a tensor of shape ", shape());
   checked();

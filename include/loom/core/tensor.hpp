@@ -66,7 +66,8 @@ class Tensor {
   // 0, 1, ..., n-1 as a 1-d tensor.
   static Tensor arange(int64_t n) {
     Tensor t = empty({n});
-    for (int64_t i = 0; i < n; ++i) t.data()[i] = T(static_cast<float>(i));
+    // Converted from the integer directly: going through float would round indices above 2^24.
+    for (int64_t i = 0; i < n; ++i) t.data()[i] = convert<T>(i);
     return t;
   }
 
@@ -75,8 +76,14 @@ class Tensor {
   const Shape& shape() const { return checked().shape; }
   const Strides& strides() const { return checked().strides; }
   int dim() const { return shape().size(); }
-  int64_t size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-  int64_t stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+  int64_t size(int64_t d) const {
+    LOOM_CHECK(dim() > 0, "size: a tensor of rank 0 has no dimension ", d);
+    return shape()[wrap_dim(d, dim(), "size")];
+  }
+  int64_t stride(int64_t d) const {
+    LOOM_CHECK(dim() > 0, "stride: a tensor of rank 0 has no dimension ", d);
+    return strides()[wrap_dim(d, dim(), "stride")];
+  }
   int64_t numel() const { return shape().numel(); }
   int64_t offset() const { return checked().offset; }
   bool is_contiguous() const {
@@ -164,8 +171,8 @@ class Tensor {
   Tensor& requires_grad_(bool on = true);
   bool is_leaf() const { return !checked().grad_fn; }
   Tensor grad() const { return checked().grad ? Tensor(checked().grad) : Tensor(); }
-  void zero_grad();  // sets an existing .grad to zeros in place (keeps its memory)
-  void set_grad(const Tensor& g);
+  void zero_grad() const;  // sets an existing .grad to zeros in place (keeps its memory)
+  void set_grad(const Tensor& g) const;
   std::string grad_fn_name() const;
   void backward(const Tensor& grad_output = Tensor(), bool retain_graph = false) const;
   Tensor detach() const;  // shares storage and version counter, no graph
