@@ -1,6 +1,7 @@
 #pragma once
 // Element types a Tensor may hold, and their runtime tags (checked when untyped handles are re-typed).
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
