@@ -140,6 +140,7 @@ inline int num_threads() { return detail::global_pool()->size(); }
 // Sets the thread count (>= 1). Call it between, not during, parallel work.
 inline void set_num_threads(int n) {
   LOOM_CHECK(n >= 1, "set_num_threads: need at least 1 thread, got ", n);
+  LOOM_CHECK(!detail::tls_inside_pool, "set_num_threads: called inside a parallel region (the pool is in use)");
   if (n != num_threads()) {
     detail::global_pool().reset();
     detail::global_pool() = std::make_unique<detail::ThreadPool>(n);
@@ -153,7 +154,8 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, Body&& body) {
   const int64_t n = end - begin;
   if (n <= 0) return;
   const int threads = num_threads();
-  const int64_t chunks = std::min<int64_t>(threads, (n + std::max<int64_t>(grain, 1) - 1) / std::max<int64_t>(grain, 1));
+  // Rounded down, so that every chunk really gets at least `grain` iterations.
+  const int64_t chunks = std::min<int64_t>(threads, n / std::max<int64_t>(grain, 1));
   if (chunks <= 1 || detail::tls_inside_pool) {
     body(begin, end);
     return;

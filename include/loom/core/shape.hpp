@@ -43,11 +43,13 @@ class Dims {
     v_[rank_++] = x;
   }
   void insert(int pos, int64_t x) {
+    LOOM_CHECK(pos >= 0 && pos <= rank_, "Dims::insert: position ", pos, " outside [0, ", rank_, "]");
     push_back(0);
     for (int i = rank_ - 1; i > pos; --i) v_[i] = v_[i - 1];
     v_[pos] = x;
   }
   void erase(int pos) {
+    LOOM_CHECK(pos >= 0 && pos < rank_, "Dims::erase: position ", pos, " outside [0, ", rank_, ")");
     for (int i = pos; i + 1 < rank_; ++i) v_[i] = v_[i + 1];
     --rank_;
   }

@@ -180,14 +180,16 @@ Tensor<T, Dev> Tensor<T, Dev>::permute(std::initializer_list<int64_t> dims) cons
 
 template <Element T, class Dev>
 Tensor<T, Dev> Tensor<T, Dev>::transpose(int64_t d0, int64_t d1) const {
+  const int a = wrap_dim(d0, dim(), "transpose"), b = wrap_dim(d1, dim(), "transpose");
   std::vector<int64_t> order(static_cast<size_t>(dim()));
   std::iota(order.begin(), order.end(), 0);
-  std::swap(order[wrap_dim(d0, dim(), "transpose")], order[wrap_dim(d1, dim(), "transpose")]);
+  if (dim() > 0) std::swap(order[a], order[b]);  // a rank-0 tensor transposes to itself
   return permute(order);
 }
 
 template <Element T, class Dev>
 Tensor<T, Dev> Tensor<T, Dev>::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+  LOOM_CHECK(dim() > 0, "slice: cannot slice a tensor of rank 0");
   const int dd = wrap_dim(d, dim(), "slice");
   const int64_t n = shape()[dd];
   LOOM_CHECK(step >= 1, "slice: step must be >= 1, got ", step);
@@ -212,7 +214,9 @@ Tensor<T, Dev> Tensor<T, Dev>::slice(int64_t d, int64_t start, int64_t end, int6
 
 template <Element T, class Dev>
 Tensor<T, Dev> Tensor<T, Dev>::narrow(int64_t d, int64_t start, int64_t length) const {
+  LOOM_CHECK(dim() > 0, "narrow: cannot narrow a tensor of rank 0");
   const int dd = wrap_dim(d, dim(), "narrow");
+  if (start < 0 && start >= -shape()[dd]) start += shape()[dd];  // counted from the end, as in PyTorch
   LOOM_CHECK(start >= 0 && length >= 0 && start + length <= shape()[dd], "narrow: range [", start, ", ",
              start + length, ") outside dimension ", dd, " of shape ", shape());
   return slice(dd, start, start + length);
@@ -220,6 +224,7 @@ Tensor<T, Dev> Tensor<T, Dev>::narrow(int64_t d, int64_t start, int64_t length) 
 
 template <Element T, class Dev>
 Tensor<T, Dev> Tensor<T, Dev>::select(int64_t d, int64_t index) const {
+  LOOM_CHECK(dim() > 0, "select: cannot select from a tensor of rank 0");
   const int dd = wrap_dim(d, dim(), "select");
   const int64_t n = shape()[dd];
   LOOM_CHECK(index >= -n && index < n, "select: index ", index, " out of range for dimension ", dd, " of shape ",
@@ -235,6 +240,9 @@ Tensor<T, Dev> Tensor<T, Dev>::expand(const Shape& target_in) const {
   LOOM_CHECK(lead >= 0, "expand: cannot broadcast shape ", shape(), " to ", target_in);
   for (int d = 0; d < dim(); ++d)
     if (target[lead + d] == -1) target[lead + d] = shape()[d];
+  for (int64_t e : target)
+    LOOM_CHECK(e >= 0, "expand: cannot broadcast shape ", shape(), " to ", target_in,
+               " (-1 is allowed only for existing dimensions)");
   Tensor out = detail::alias(*this, target, expand_strides_to(target), offset());
   if (autograd::should_record(impl_)) {
     autograd::record("ExpandBackward", out, {impl_}, [in_shape = shape()](const Tensor& g) {
@@ -255,7 +263,7 @@ Tensor<T, Dev> Tensor<T, Dev>::unsqueeze(int64_t d) const {
 template <Element T, class Dev>
 Tensor<T, Dev> Tensor<T, Dev>::squeeze(int64_t d) const {
   const int dd = wrap_dim(d, dim(), "squeeze");
-  if (shape()[dd] != 1) return *this;
+  if (dim() == 0 || shape()[dd] != 1) return *this;
   Shape sh = shape();
   Strides st = strides();
   sh.erase(dd);
