@@ -1,0 +1,101 @@
+#pragma once
+// AdamW (decoupled weight decay, Loshchilov & Hutter), one fused pass per parameter:
+//   m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g²;  p -= lr·scale·( m̂ / (sqrt(v̂) + eps) + wd·p )
+// with bias-corrected m̂ = m / (1-β1^t), v̂ = v / (1-β2^t) — PyTorch's torch.optim.AdamW.
+// Moments are kept in float for bf16 parameters' sake (fp32 master state).
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "loom/autograd/grad_mode.hpp"
+#include "loom/core/parallel.hpp"
+#include "loom/optim/param_groups.hpp"
+
+namespace loom::optim {
+
+struct AdamWOptions {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  AdamWOptions& with_lr(double v) { lr = v; return *this; }
+  AdamWOptions& betas(double b1, double b2) { beta1 = b1; beta2 = b2; return *this; }
+  AdamWOptions& with_eps(double v) { eps = v; return *this; }
+};
+
+template <class T = float, class Dev = CPU>
+class AdamW {
+ public:
+  struct State {
+    Tensor<float, Dev> m, v;  // same shape as the parameter
+  };
+
+  AdamW(std::vector<ParamGroup<T, Dev>> groups, AdamWOptions opt) : groups_(std::move(groups)), options(opt) {
+    for (auto& g : groups_)
+      for (auto& [name, p] : g.params) {
+        LOOM_CHECK(p.is_contiguous(), "AdamW: parameter '", name, "' is not contiguous");
+        state_.push_back({Tensor<float, Dev>::zeros(p.shape()), Tensor<float, Dev>::zeros(p.shape())});
+      }
+  }
+
+  // One update with learning rate `lr` (schedules set it per step). Parameters without a gradient
+  // are skipped, as PyTorch does.
+  void step(double lr) {
+    NoGradGuard guard;
+    ++steps_;
+    const double bc1 = 1 - std::pow(options.beta1, double(steps_)), bc2 = 1 - std::pow(options.beta2, double(steps_));
+    size_t k = 0;
+    for (auto& g : groups_) {
+      const double step_lr = lr * g.lr_scale;
+      for (auto& [name, p] : g.params) {
+        State& s = state_[k++];
+        const Tensor<T, Dev> grad = p.grad();
+        if (!grad.defined()) continue;
+        const Tensor<T, Dev> gc = grad.contiguous();
+        update(p.data(), gc.data(), s.m.data(), s.v.data(), p.numel(), step_lr, g.weight_decay, bc1, bc2);
+        p.bump_version();
+      }
+    }
+  }
+
+  void zero_grad() {
+    for (auto& g : groups_)
+      for (auto& [name, p] : g.params) p.zero_grad();
+  }
+
+  int64_t steps() const { return steps_; }
+  void set_steps(int64_t s) { steps_ = s; }
+  std::vector<ParamGroup<T, Dev>>& groups() { return groups_; }
+  // Moments with names "<param>.exp_avg" / "<param>.exp_avg_sq" (for checkpoints).
+  std::vector<std::pair<std::string, Tensor<float, Dev>>> named_state() const {
+    std::vector<std::pair<std::string, Tensor<float, Dev>>> out;
+    size_t k = 0;
+    for (auto& g : groups_)
+      for (auto& [name, p] : g.params) {
+        out.emplace_back(name + ".exp_avg", state_[k].m);
+        out.emplace_back(name + ".exp_avg_sq", state_[k].v);
+        ++k;
+      }
+    return out;
+  }
+
+  AdamWOptions options;
+
+ private:
+  void update(T* p, const T* g, float* m, float* v, int64_t n, double lr, double wd, double bc1, double bc2) const {
+    const float b1 = float(options.beta1), b2 = float(options.beta2), eps = float(options.eps);
+    const float step = float(lr / bc1), inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2)), decay = float(1.0 - lr * wd);
+    parallel_for(0, n, 1 << 14, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const float gi = float(g[i]);
+        m[i] = b1 * m[i] + (1 - b1) * gi;
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+        const float denom = std::sqrt(v[i]) * inv_sqrt_bc2 + eps;
+        p[i] = T(float(p[i]) * decay - step * m[i] / denom);
+      }
+    });
+  }
+
+  std::vector<ParamGroup<T, Dev>> groups_;
+  std::vector<State> state_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace loom::optim
