@@ -27,7 +27,7 @@ class AdamW {
     Tensor<float, Dev> m, v;  // same shape as the parameter
   };
 
-  AdamW(std::vector<ParamGroup<T, Dev>> groups, AdamWOptions opt) : groups_(std::move(groups)), options(opt) {
+  AdamW(std::vector<ParamGroup<T, Dev>> groups, AdamWOptions opt) : options(opt), groups_(std::move(groups)) {
     for (auto& g : groups_)
       for (auto& [name, p] : g.params) {
         LOOM_CHECK(p.is_contiguous(), "AdamW: parameter '", name, "' is not contiguous");
