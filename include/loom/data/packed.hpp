@@ -1,0 +1,3 @@
+#pragma once
+// Packed shards (being written).
+#include "loom/data/dataset.hpp"
