@@ -107,6 +107,13 @@ TEST_CASE("json: objects keep insertion order and refuse duplicate keys", "[io][
   CHECK(v.as_object().keys() == std::vector<std::string>{"zeta", "alpha", "mid"});
   CHECK(v.dump() == R"({"zeta":1,"alpha":[true,null],"mid":{"x":"y"}})");
   REQUIRE_THROWS_WITH(parse(R"({"a": 1, "a": 2})"), Contains("line 1, column 10: duplicate key \"a\""));
+  // Large objects switch from a linear scan to hashing: duplicates are caught either way.
+  std::string big = "{";
+  for (int i = 0; i < 40; ++i) big += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":" + std::to_string(i);
+  CHECK(parse(big + "}").size() == 40);
+  CHECK(parse(big + "}")["k39"].as_int() == 39);
+  REQUIRE_THROWS_WITH(parse(big + ",\"k3\":0}"), Contains("duplicate key \"k3\""));
+  REQUIRE_THROWS_WITH(parse(big + ",\"k39\":0}"), Contains("duplicate key \"k39\""));
   CHECK(parse("{}").as_object().empty());
   CHECK(parse("[]").as_array().empty());
 }

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "loom/core/error.hpp"
 
@@ -50,26 +51,26 @@ class AtomicFileWriter {
   AtomicFileWriter(const AtomicFileWriter&) = delete;
   AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
 
-  // Appends bytes (retries short writes and EINTR).
+  // Appends bytes. Small pieces are gathered in a buffer; large ones go straight to the file.
   void write(const void* data, size_t bytes) {
     LOOM_CHECK(fd_ >= 0 && !committed_, "atomic write of ", path_, ": write after commit");
-    const char* p = static_cast<const char*>(data);
-    while (bytes > 0) {
-      const ssize_t n = ::write(fd_, p, std::min<size_t>(bytes, size_t(1) << 30));
-      if (n < 0 && errno == EINTR) continue;
-      LOOM_CHECK(n > 0, "atomic write of ", path_, ": writing ", temp_, " failed: ", std::strerror(errno));
-      p += n;
-      bytes -= size_t(n);
-      written_ += size_t(n);
+    if (buffer_.size() + bytes <= kBufferBytes) {
+      const char* p = static_cast<const char*>(data);
+      buffer_.insert(buffer_.end(), p, p + bytes);
+      return;
     }
+    flush();
+    if (bytes <= kBufferBytes) return write(data, bytes);
+    write_fully(data, bytes);
   }
   void write(std::string_view s) { write(s.data(), s.size()); }
-  size_t bytes_written() const { return written_; }
+  size_t bytes_written() const { return written_ + buffer_.size(); }
   const std::string& temp_path() const { return temp_; }
 
   // Makes the new content durable and visible under the destination name.
   void commit() {
     LOOM_CHECK(fd_ >= 0 && !committed_, "atomic write of ", path_, ": commit twice");
+    flush();
     LOOM_CHECK(::fsync(fd_) == 0, "atomic write of ", path_, ": fsync failed: ", std::strerror(errno));
     const int fd = fd_;
     fd_ = -1;
@@ -90,7 +91,27 @@ class AtomicFileWriter {
   }
 
  private:
+  static constexpr size_t kBufferBytes = size_t(1) << 20;
+
+  void flush() {
+    write_fully(buffer_.data(), buffer_.size());
+    buffer_.clear();
+  }
+  // Retries short writes and EINTR.
+  void write_fully(const void* data, size_t bytes) {
+    const char* p = static_cast<const char*>(data);
+    while (bytes > 0) {
+      const ssize_t n = ::write(fd_, p, std::min<size_t>(bytes, size_t(1) << 30));
+      if (n < 0 && errno == EINTR) continue;
+      LOOM_CHECK(n > 0, "atomic write of ", path_, ": writing ", temp_, " failed: ", std::strerror(errno));
+      p += n;
+      bytes -= size_t(n);
+      written_ += size_t(n);
+    }
+  }
+
   std::string path_, dir_, temp_;
+  std::vector<char> buffer_;
   int fd_ = -1;
   bool committed_ = false;
   size_t written_ = 0;

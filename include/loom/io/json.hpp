@@ -41,6 +41,9 @@
 namespace loom::json {
 
 class Value;
+namespace detail {
+class Parser;
+}
 
 // An object: key/value members in insertion order. Lookup is linear, which is faster than hashing
 // for the few dozen keys of a config; parse() keeps keys unique.
@@ -72,6 +75,7 @@ class Object {
   friend bool operator==(const Object& a, const Object& b);
 
  private:
+  friend class detail::Parser;  // appends parsed members directly: it has checked them for duplicates
   [[noreturn]] void missing(std::string_view key) const;
   std::vector<Member> members_;
 };
@@ -158,7 +162,7 @@ class Value {
     if (kind_ == Kind::integer) return int_;
     int64_t i = 0;
     if (kind_ == Kind::real && exact_int64(real_, i)) return i;
-    detail::fail("json: expected an integer, found ", describe());
+    loom::detail::fail("json: expected an integer, found ", describe());
   }
   const std::string& as_string() const {
     expect(Kind::string);
@@ -324,7 +328,7 @@ inline void Object::missing(std::string_view key) const {
   std::string known;
   for (size_t i = 0; i < members_.size() && i < 20; ++i) known += (i ? ", \"" : "\"") + members_[i].first + "\"";
   if (members_.size() > 20) known += ", ...";
-  detail::fail("json: missing key \"", key, "\" (the object has ",
+  loom::detail::fail("json: missing key \"", key, "\" (the object has ",
                members_.empty() ? std::string("no keys") : "keys " + known, ")");
 }
 
@@ -558,7 +562,7 @@ class Parser {
     check_depth(depth);
     ++pos_;  // '{'
     Object obj;
-    std::unordered_set<std::string> seen;
+    std::unordered_set<std::string> seen;  // used once the object outgrows a linear scan
     skip_space();
     if (consume('}')) return Value(std::move(obj));
     while (true) {
@@ -566,17 +570,32 @@ class Parser {
       if (pos_ >= s_.size() || s_[pos_] != '"') error("expected a string key in object, found " + found());
       const size_t key_at = pos_;
       std::string key = parse_string();
-      if (!seen.insert(key).second) error_at(key_at, "duplicate key \"" + key + "\" in object");
+      if (is_duplicate(obj, seen, key)) error_at(key_at, "duplicate key \"" + key + "\" in object");
       skip_space();
       if (!consume(':')) error("expected ':' after object key \"" + key + "\", found " + found());
       skip_space();
       Value v = parse_value(depth);
-      obj.set(std::move(key), std::move(v));
+      obj.members_.emplace_back(std::move(key), std::move(v));  // unique (checked above): no linear find
       skip_space();
       if (consume(',')) continue;
       if (consume('}')) return Value(std::move(obj));
       error("expected ',' or '}' after an object member, found " + found());
     }
+  }
+
+  // Small objects are scanned; big ones (a safetensors header with thousands of tensors) hashed.
+  // Once in hashed mode every checked key is recorded, since it is appended right after.
+  static bool is_duplicate(const Object& obj, std::unordered_set<std::string>& seen, const std::string& key) {
+    constexpr size_t kScanLimit = 16;
+    const auto& members = obj.members_;
+    if (members.size() < kScanLimit) {
+      for (const auto& m : members)
+        if (m.first == key) return true;
+      return false;
+    }
+    if (seen.empty())
+      for (const auto& m : members) seen.insert(m.first);
+    return !seen.insert(key).second;
   }
 
   Value parse_array(int depth) {

@@ -442,11 +442,12 @@ inline void save_safetensors(const std::string& path, const NamedTensorRefs& ten
                "' appears twice");
   }
 
-  json::Object header;
+  // The header is assembled member by member (json::Object::set would search the names each time).
+  std::string text = "{";
   if (!metadata.empty()) {
     json::Object meta;
     for (const auto& [key, value] : metadata) meta.set(key, value);
-    header.set("__metadata__", std::move(meta));
+    text += "\"__metadata__\":" + json::Value(std::move(meta)).dump();
   }
   uint64_t offset = 0;
   for (size_t i : order) {
@@ -454,12 +455,13 @@ inline void save_safetensors(const std::string& path, const NamedTensorRefs& ten
     json::Array shape;
     for (int64_t d : t.shape()) shape.push_back(d);
     const uint64_t bytes = uint64_t(t.numel()) * dtype_size(t.dtype());
-    header.set(name, json::Value::object({{"dtype", std::string(stored_name(t.dtype()))},
-                                          {"shape", std::move(shape)},
-                                          {"data_offsets", json::Value::array({offset, offset + bytes})}}));
+    const json::Value entry = json::Value::object({{"dtype", std::string(stored_name(t.dtype()))},
+                                                   {"shape", std::move(shape)},
+                                                   {"data_offsets", json::Value::array({offset, offset + bytes})}});
+    text += (text.size() > 1 ? "," : "") + json::Value(name).dump() + ":" + entry.dump();
     offset += bytes;
   }
-  std::string text = json::Value(std::move(header)).dump();
+  text += "}";
   text.append((8 - text.size() % 8) % 8, ' ');  // the data buffer starts 8-byte aligned
 
   AtomicFileWriter out(path);
