@@ -272,7 +272,8 @@ TEST_CASE("slice with steps and negative bounds, narrow, select", "[views]") {
     INFO("slice(0, " << c.start << ", " << c.end << ", " << c.step << ")");
     const Tensor<double> s = base.slice(0, c.start, c.end, c.step);
     CHECK(s.shape() == Shape{int64_t(c.rows.size()), 5});
-    CHECK(s.to_vector() == expected_values(base, s.shape(), [&](const Index& i) { return Index{c.rows[size_t(i[0])], i[1]}; }));
+    CHECK(s.to_vector() ==
+          expected_values(base, s.shape(), [&](const Index& i) { return Index{c.rows[size_t(i[0])], i[1]}; }));
     if (!c.rows.empty()) CHECK(shares_storage(s, base));
   }
   const Tensor<double> cols = base.slice(-1, 1, 5, 3);  // columns 1, 4
@@ -474,7 +475,9 @@ TEST_CASE("gradcheck of every view op, on contiguous and non-contiguous leaves",
     require_gradcheck([](const V& in) { return in[0].unsqueeze(0).expand({5, 4, 3}); }, {x});
     // A chain of views of views, ending in a copy.
     require_gradcheck(
-        [](const V& in) { return in[0].transpose(0, 1).slice(1, 0, 4, 3).unsqueeze(0).expand({2, 3, 2}).reshape({-1}); },
+        [](const V& in) {
+          return in[0].transpose(0, 1).slice(1, 0, 4, 3).unsqueeze(0).expand({2, 3, 2}).reshape({-1});
+        },
         {x});
   }
   // Broadcast inputs: expanding unit dims sums the gradient back.

@@ -381,7 +381,8 @@ Tensor<int64_t, Dev> randperm(int64_t n, Generator& gen = default_generator()) {
 // Each row of a fresh uniform noise tensor argsorted along `dim`: random permutations, drawn as the
 // MAE reference draws its token shuffles (noise of the given shape, stable ascending argsort).
 template <class Dev = CPU>
-Tensor<int64_t, Dev> random_shuffle_indices(const Shape& shape, int64_t dim = -1, Generator& gen = default_generator()) {
+Tensor<int64_t, Dev> random_shuffle_indices(const Shape& shape, int64_t dim = -1,
+                                            Generator& gen = default_generator()) {
   return argsort(rand<float, Dev>(shape, gen), dim);
 }
 
