@@ -42,7 +42,6 @@
 #include "loom/core/random.hpp"
 #include "loom/core/tensor.hpp"
 #include "loom/data/dataset.hpp"
-#include "loom/data/resample.hpp"
 #include "loom/data/sample.hpp"
 
 namespace loom::data {
@@ -90,9 +89,9 @@ inline constexpr std::array<MaterialSignature, kNumMaterials> kMaterials = {{
     {"tiled roof", {900, 900, 1100, 1700, 1900, 2000, 2050, 2100, 2150, 2100, 2300, 2000}, -4.0f, -11.5f},
     {"concrete", {1500, 1650, 1800, 1900, 2000, 2100, 2150, 2200, 2250, 2200, 2400, 2200}, -5.0f, -12.5f},
     {"asphalt", {700, 750, 800, 850, 900, 950, 1000, 1050, 1100, 1050, 1200, 1100}, -18.0f, -26.0f},
-    {"clear water", {550, 620, 700, 420, 300, 200, 170, 140, 120, 100, 40, 25}, -23.0f, -29.0f},
-    {"turbid water", {500, 600, 850, 700, 650, 450, 380, 320, 290, 260, 90, 60}, -21.0f, -28.0f},
-    {"sea water", {650, 600, 520, 280, 180, 130, 110, 90, 80, 70, 30, 20}, -19.0f, -27.0f},
+    {"clear water", {420, 450, 520, 300, 220, 160, 140, 120, 100, 90, 40, 25}, -23.0f, -29.0f},
+    {"turbid water", {430, 500, 720, 580, 540, 380, 320, 270, 240, 220, 80, 50}, -21.0f, -28.0f},
+    {"sea water", {480, 430, 360, 180, 130, 100, 90, 80, 70, 60, 30, 20}, -19.0f, -27.0f},
     {"wet soil", {450, 520, 650, 780, 880, 950, 1000, 1050, 1100, 1100, 1400, 1100}, -9.0f, -17.0f},
     {"shrub", {250, 330, 520, 480, 800, 1500, 1800, 1950, 2050, 2000, 1500, 850}, -9.5f, -16.0f},
 }};
@@ -418,12 +417,12 @@ inline void paint_river(const SceneRandom& random, RandomStream& layout, LandCov
   const float dx = std::cos(angle), dy = std::sin(angle);
   const float px = layout.uniform(0.2f, 0.8f) * float(W), py = layout.uniform(0.2f, 0.8f) * float(H);
   const float width = layout.uniform(1.5f, 5.0f);
-  const float meander = layout.uniform(3, 15), wavelength = layout.uniform(40, 120), phase = layout.uniform(0, 6.3f);
-  const NoiseField wobble(random, kRiverWobble, 25, 2, 0.5f, 1, int64_t(3 * size));
+  const float meander = layout.uniform(1, 6), wavelength = layout.uniform(50, 150), phase = layout.uniform(0, 6.3f);
+  const NoiseField wobble(random, kRiverWobble, 35, 3, 0.5f, 1, int64_t(3 * size));
   const float half = width / 2;
   for (float t = -size; t <= size; t += 0.5f) {
     const float side = meander * std::sin(2 * std::numbers::pi_v<float> * t / wavelength + phase) +
-                       8 * wobble.at(0, t + size);
+                       25 * wobble.at(0, t + size);
     const float cx = px + t * dx - side * dy, cy = py + t * dy + side * dx;
     const int64_t x0 = int64_t(std::floor(cx - half)), x1 = int64_t(std::ceil(cx + half));
     const int64_t y0 = int64_t(std::floor(cy - half)), y1 = int64_t(std::ceil(cy + half));
@@ -756,17 +755,31 @@ inline void coarsen_band(float* band, int64_t h, int64_t w, int f) {
         for (int64_t x = bx * f; x < std::min(w, (bx + 1) * f); ++x) sum += band[y * w + x], ++count;
       c[by * cw + bx] = float(sum / count);
     }
-  // Bilinear back to h x w with resample.hpp's half-pixel convention, on this thread (loader
-  // workers call this; the compute pool stays free).
-  const detail::LinearTaps rows = detail::linear_taps(ch, h), cols = detail::linear_taps(cw, w);
+  // Bilinear back to h x w with half-pixel centres (resample.hpp's convention: source coordinate
+  // (i + 0.5) * in / out - 0.5, clamped), on this thread: loader workers call this, and the compute
+  // pool stays free.
+  struct Tap {
+    int64_t lo, hi;
+    float weight_hi;
+  };
+  auto taps = [](int64_t in, int64_t out) {
+    std::vector<Tap> t(static_cast<size_t>(out));
+    for (int64_t i = 0; i < out; ++i) {
+      const float src = std::max(float((double(i) + 0.5) * double(in) / double(out) - 0.5), 0.0f);
+      const int64_t lo = std::min<int64_t>(int64_t(src), in - 1);
+      t[size_t(i)] = {lo, std::min(lo + 1, in - 1), src - float(lo)};
+    }
+    return t;
+  };
+  const std::vector<Tap> rows = taps(ch, h), cols = taps(cw, w);
   for (int64_t y = 0; y < h; ++y) {
-    const float* top = c + rows.lo[size_t(y)] * cw;
-    const float* bottom = c + rows.hi[size_t(y)] * cw;
-    const float wy = rows.weight_hi[size_t(y)];
+    const float* top = c + rows[size_t(y)].lo * cw;
+    const float* bottom = c + rows[size_t(y)].hi * cw;
+    const float wy = rows[size_t(y)].weight_hi;
     for (int64_t x = 0; x < w; ++x) {
-      const int64_t x0 = cols.lo[size_t(x)], x1 = cols.hi[size_t(x)];
-      const float wx = cols.weight_hi[size_t(x)];
-      const float t = (1 - wx) * top[x0] + wx * top[x1], b = (1 - wx) * bottom[x0] + wx * bottom[x1];
+      const Tap& col = cols[size_t(x)];
+      const float t = (1 - col.weight_hi) * top[col.lo] + col.weight_hi * top[col.hi];
+      const float b = (1 - col.weight_hi) * bottom[col.lo] + col.weight_hi * bottom[col.hi];
       band[y * w + x] = (1 - wy) * t + wy * b;
     }
   }
