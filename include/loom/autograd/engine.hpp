@@ -230,8 +230,8 @@ inline void run_backward(const ImplPtr& root, const ImplPtr& grad, bool retain_g
 
 template <Element T, class Dev>
 Tensor<T, Dev>& Tensor<T, Dev>::requires_grad_(bool on) {
-  auto& im = *impl_;
   LOOM_CHECK(defined(), "requires_grad_: undefined tensor");
+  auto& im = *impl_;
   LOOM_CHECK(!on || FloatElement<T>, "requires_grad_: only floating-point tensors can require grad, this one is ",
              dtype_traits<T>::name);
   LOOM_CHECK(!im.grad_fn, "requires_grad_: only leaf tensors can change requires_grad; this one is the output of ",
