@@ -608,7 +608,7 @@ TEST_CASE("load_into: missing and unexpected tensors", "[io][safetensors][state_
                       Contains("target 'a' is an undefined tensor"));
 }
 
-TEST_CASE("load_into: shape and dtype mismatches name the tensor; nothing is written", "[io][safetensors][state_dict]") {
+TEST_CASE("load_into: shape and dtype mismatches name the tensor and write nothing", "[io][safetensors][state_dict]") {
   Checkpoint ck;
   const SafetensorsFile file = SafetensorsFile::open(ck.path);
   Tensor<float> weight = Tensor<float>::zeros({2, 3});
