@@ -439,6 +439,40 @@ TEST_CASE("gelu of non-contiguous inputs and extreme values", "[gelu]") {
   }
 }
 
+TEST_CASE("gelu float: a dense sweep over [-12, 12], both forms, value and derivative", "[gelu][grad]") {
+  // The float tails are where approximations break (1 + tanh(u) and 1 + erf(z) cancel for x < 0).
+  std::vector<double> xs;
+  for (int i = -1200; i <= 1200; ++i) xs.push_back(i / 100.0);
+  for (GeluApprox a : {GeluApprox::none, GeluApprox::tanh}) {
+    Tensor<float> x = from_doubles<float>({int64_t(xs.size())}, xs);
+    x.requires_grad_();
+    const Tensor<float> y = loom::gelu(x, a);
+    y.backward(Tensor<float>::ones(x.shape()));
+    std::vector<double> ref_y, ref_d;
+    for (double v : to_double(x)) {
+      ref_y.push_back(ref_gelu(v, a));
+      ref_d.push_back(ref_gelu_derivative(v, a));
+    }
+    require_close(y, ref_y);
+    require_close(x.grad(), ref_d);
+  }
+}
+
+TEST_CASE("gelu at the float range ends and NaN", "[gelu]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (GeluApprox a : {GeluApprox::none, GeluApprox::tanh}) {
+    Tensor<float> x = from_doubles<float>({5}, {-3e38, -1e13, 1e13, 3e38, 0});
+    x.requires_grad_();
+    const Tensor<float> y = loom::gelu(x, a);
+    require_close(y, {0, 0, 1e13, 3e38, 0});
+    y.backward(Tensor<float>::ones({5}));
+    require_close(x.grad(), {0, 0, 1, 1, 0.5});
+    const Tensor<float> yn = loom::gelu(Tensor<float>::from_vector({2}, std::vector<float>{nan, 1}), a);
+    REQUIRE(std::isnan(yn.to_vector()[0]));
+    REQUIRE(std::abs(yn.to_vector()[1] - ref_gelu(1, a)) < 1e-6);
+  }
+}
+
 TEST_CASE("gelu backward matches the analytic derivative, float/double/bf16", "[gelu][grad]") {
   for (GeluApprox a : {GeluApprox::none, GeluApprox::tanh}) {
     auto check = [&](auto tag) {

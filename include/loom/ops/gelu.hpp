@@ -4,7 +4,12 @@
 //         gelu'(x) = Phi(x) + x * phi(x),   phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
 //   tanh: gelu(x) = 0.5 x (1 + tanh(u)),   u = sqrt(2 / pi) (x + 0.044715 x^3)
 //         gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) sqrt(2 / pi) (1 + 3 * 0.044715 x^2)
-// Computed in float for float and bf16, in double for double.
+// Computed in float for float and bf16 (vectorized with Eigen's array functions, in blocks of 256),
+// in double for double (Eigen falls back to the accurate std::erf / std::tanh there).
+#include <Eigen/Core>
+#include <unsupported/Eigen/SpecialFunctions>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -20,35 +25,101 @@ enum class GeluApprox { none, tanh };
 
 namespace detail {
 
+inline constexpr int64_t kGeluBlock = 256;  // elements converted to the compute type at a time
+
 template <class C>
 struct GeluConstants {
-  static constexpr C kSqrtHalf = C(0.70710678118654752440);       // 1 / sqrt(2)
-  static constexpr C kInvSqrt2Pi = C(0.39894228040143267794);     // 1 / sqrt(2 pi)
-  static constexpr C kSqrt2OverPi = C(0.79788456080286535588);    // sqrt(2 / pi)
+  static constexpr C kSqrtHalf = C(0.70710678118654752440);     // 1 / sqrt(2)
+  static constexpr C kInvSqrt2Pi = C(0.39894228040143267794);   // 1 / sqrt(2 pi)
+  static constexpr C kSqrt2OverPi = C(0.79788456080286535588);  // sqrt(2 / pi)
   static constexpr C kKappa = C(0.044715);
 };
 
 template <class C>
-C gelu_value(C x, GeluApprox approx) {
-  using K = GeluConstants<C>;
-  if (approx == GeluApprox::tanh) {
-    const C u = K::kSqrt2OverPi * (x + K::kKappa * x * x * x);
-    return C(0.5) * x * (C(1) + std::tanh(u));
-  }
-  return C(0.5) * x * (C(1) + std::erf(x * K::kSqrtHalf));
+using ArrayMap = Eigen::Map<Eigen::Array<C, Eigen::Dynamic, 1>>;
+template <class C>
+using ConstArrayMap = Eigen::Map<const Eigen::Array<C, Eigen::Dynamic, 1>>;
+
+// Only the transcendental functions go through Eigen (its erf/exp are vectorized; its select() and
+// sign() are not): the rest are plain loops that the compiler vectorizes.
+
+// The tanh form is evaluated through the logistic function, 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)):
+// the same function, but without the cancellation of 1 + tanh(u) for negative u, which in float
+// costs the derivative ~1e-6 absolute near x = -5 (its x^3 factor amplifies it).
+// exp(-2u) is formed where -2u <= kGeluMaxExp (finite); beyond, gelu and its derivative are 0.
+// u is computed from x clamped to +-kGeluClampX (x^3 stays finite); beyond it gelu(x) is x or 0.
+template <class C>
+inline constexpr C kGeluMaxExp = std::is_same_v<C, float> ? C(88) : C(708);
+template <class C>
+inline constexpr C kGeluClampX = C(1e10);
+
+// c = x clamped to +-kGeluClampX, NaN kept. (Two one-sided loops: the compiler vectorizes each,
+// not their composition.)
+template <class C>
+void gelu_clamp(const C* x, C* c, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) c[i] = std::min(x[i], kGeluClampX<C>);
+  for (int64_t i = 0; i < n; ++i) c[i] = std::max(c[i], -kGeluClampX<C>);
 }
 
+// a = -2u = -2 sqrt(2 / pi) (c + kappa c^3)
 template <class C>
-C gelu_derivative(C x, GeluApprox approx) {
+void gelu_minus_2u(const C* c, C* a, int64_t n) {
   using K = GeluConstants<C>;
+  for (int64_t i = 0; i < n; ++i) a[i] = C(-2) * K::kSqrt2OverPi * (c[i] + K::kKappa * c[i] * c[i] * c[i]);
+}
+
+// Eigen's fast float erf approaches +-1 without reaching it; beyond |z| = 4 the float erf is exactly
+// +-1, which keeps gelu(-large) = -0 instead of x * 1e-8. (The double erf is std::erf.)
+template <class C>
+C saturate_erf(C z, C erf_z) {
+  return std::is_same_v<C, float> && std::abs(z) >= C(4) ? std::copysign(C(1), z) : erf_z;
+}
+
+// y = gelu(x) for n <= kGeluBlock contiguous elements (y may not alias x).
+template <class C>
+void gelu_block(const C* x, C* y, int64_t n, GeluApprox approx) {
+  using K = GeluConstants<C>;
+  alignas(64) C a[kGeluBlock];
   if (approx == GeluApprox::tanh) {
-    const C x2 = x * x;
-    const C t = std::tanh(K::kSqrt2OverPi * (x + K::kKappa * x2 * x));
-    return C(0.5) * (C(1) + t) + C(0.5) * x * (C(1) - t * t) * K::kSqrt2OverPi * (C(1) + C(3) * K::kKappa * x2);
+    gelu_clamp(x, y, n);
+    gelu_minus_2u(y, a, n);
+    ArrayMap<C>(y, n) = ConstArrayMap<C>(a, n).min(kGeluMaxExp<C>).exp();  // e
+    // Masks by multiplication: a conditional division would keep the loop from vectorizing.
+    for (int64_t i = 0; i < n; ++i) y[i] = (a[i] > kGeluMaxExp<C> ? C(0) : C(1)) * (x[i] / (C(1) + y[i]));
+  } else {
+    for (int64_t i = 0; i < n; ++i) a[i] = x[i] * K::kSqrtHalf;
+    ArrayMap<C>(y, n) = ConstArrayMap<C>(a, n).erf();
+    for (int64_t i = 0; i < n; ++i) y[i] = C(0.5) * x[i] * (C(1) + saturate_erf(a[i], y[i]));
   }
-  const C cdf = C(0.5) * (C(1) + std::erf(x * K::kSqrtHalf));
-  const C pdf = std::exp(C(-0.5) * x * x) * K::kInvSqrt2Pi;
-  return cdf + x * pdf;
+}
+
+// dx = g * gelu'(x) for n <= kGeluBlock contiguous elements (dx may not alias x or g).
+template <class C>
+void gelu_grad_block(const C* x, const C* g, C* dx, int64_t n, GeluApprox approx) {
+  using K = GeluConstants<C>;
+  alignas(64) C a[kGeluBlock], b[kGeluBlock], c[kGeluBlock];
+  if (approx == GeluApprox::tanh) {
+    // With e = exp(-2u), s = sigmoid(2u) = 1 / (1 + e) and sigmoid(-2u) = e s:
+    //   gelu'(x) = s (1 + 2 x (e s) u'),   u' = sqrt(2 / pi) (1 + 3 kappa x^2)
+    gelu_clamp(x, c, n);
+    gelu_minus_2u(c, a, n);
+    ArrayMap<C>(b, n) = ConstArrayMap<C>(a, n).min(kGeluMaxExp<C>).exp();  // e
+    for (int64_t i = 0; i < n; ++i) {
+      const C e = b[i], s = C(1) / (C(1) + e);
+      const C du = K::kSqrt2OverPi * (C(1) + C(3) * K::kKappa * c[i] * c[i]);
+      dx[i] = (a[i] > kGeluMaxExp<C> ? C(0) : C(1)) * g[i] * (s * (C(1) + C(2) * c[i] * (e * s) * du));
+    }
+  } else {
+    // gelu'(x) = Phi(x) + x phi(x)
+    for (int64_t i = 0; i < n; ++i) {
+      a[i] = x[i] * K::kSqrtHalf;
+      b[i] = C(-0.5) * x[i] * x[i];
+    }
+    ArrayMap<C>(dx, n) = ConstArrayMap<C>(a, n).erf();
+    ArrayMap<C>(b, n) = ConstArrayMap<C>(b, n).exp();
+    for (int64_t i = 0; i < n; ++i)
+      dx[i] = g[i] * (C(0.5) * (C(1) + saturate_erf(a[i], dx[i])) + x[i] * b[i] * K::kInvSqrt2Pi);
+  }
 }
 
 }  // namespace detail
@@ -66,8 +137,13 @@ Tensor<T, Dev> gelu(const Tensor<T, Dev>& x, GeluApprox approximate = GeluApprox
   detail::for_each_run<2>(
       x.shape(), {y.strides(), x.strides()},
       [&](auto off, int64_t n, auto st) {
-        for (int64_t i = 0; i < n; ++i)
-          py[off[0] + i * st[0]] = T(detail::gelu_value(C(px[off[1] + i * st[1]]), approximate));
+        alignas(64) C xb[detail::kGeluBlock], yb[detail::kGeluBlock];
+        for (int64_t b = 0; b < n; b += detail::kGeluBlock) {
+          const int64_t m = std::min(detail::kGeluBlock, n - b);
+          for (int64_t i = 0; i < m; ++i) xb[i] = C(px[off[1] + (b + i) * st[1]]);
+          detail::gelu_block<C>(xb, yb, m, approximate);
+          for (int64_t i = 0; i < m; ++i) py[off[0] + (b + i) * st[0]] = T(yb[i]);
+        }
       },
       /*cost_per_element=*/8);
   if (autograd::should_record(x.impl())) {
@@ -80,9 +156,16 @@ Tensor<T, Dev> gelu(const Tensor<T, Dev>& x, GeluApprox approximate = GeluApprox
                        detail::for_each_run<3>(
                            xs.shape(), {gx.strides(), xs.strides(), g.strides()},
                            [&](auto off, int64_t n, auto st) {
-                             for (int64_t i = 0; i < n; ++i)
-                               pgx[off[0] + i * st[0]] = T(C(pg[off[2] + i * st[2]]) *
-                                                           detail::gelu_derivative(C(pxs[off[1] + i * st[1]]), approximate));
+                             alignas(64) C xb[detail::kGeluBlock], gb[detail::kGeluBlock], db[detail::kGeluBlock];
+                             for (int64_t b = 0; b < n; b += detail::kGeluBlock) {
+                               const int64_t m = std::min(detail::kGeluBlock, n - b);
+                               for (int64_t i = 0; i < m; ++i) {
+                                 xb[i] = C(pxs[off[1] + (b + i) * st[1]]);
+                                 gb[i] = C(pg[off[2] + (b + i) * st[2]]);
+                               }
+                               detail::gelu_grad_block<C>(xb, gb, db, m, approximate);
+                               for (int64_t i = 0; i < m; ++i) pgx[off[0] + (b + i) * st[0]] = T(db[i]);
+                             }
                            },
                            /*cost_per_element=*/8);
                        return std::vector<Tensor<T, Dev>>{gx};
