@@ -43,6 +43,8 @@ class ThreadPool {
   int size() const { return int(workers_.size()) + 1; }
 
   // Runs task(i) for every i in [0, n) across the pool and the caller; rethrows the first exception.
+  // The caller claims tasks too and waits only for tasks a worker has claimed: a worker that was not
+  // scheduled in time (a loaded machine) finds nothing left instead of holding the caller up.
   void run(int64_t n, const std::function<void(int64_t)>& task) {
     if (n <= 0) return;
     std::unique_lock busy(busy_, std::try_to_lock);
@@ -50,38 +52,47 @@ class ThreadPool {
       for (int64_t i = 0; i < n; ++i) task(i);
       return;
     }
+    auto job = std::make_shared<Job>(&task, n);
     {
       std::lock_guard lock(mutex_);
-      task_ = &task;
-      count_ = n;
-      next_.store(0);
-      error_ = nullptr;
-      pending_.store(int(workers_.size()));
+      job_ = job;
       generation_.fetch_add(1);
     }
     wake_.notify_all();
     tls_inside_pool = true;
-    work();
+    work(*job);
     tls_inside_pool = false;
-    // Wait for the workers: spin briefly (chunks are short), then sleep.
-    for (int spin = 0; pending_.load(std::memory_order_acquire) != 0 && spin < 20000; ++spin)
-      std::this_thread::yield();
-    if (pending_.load(std::memory_order_acquire) != 0) {
+    for (int spin = 0; job->done.load(std::memory_order_acquire) < n && spin < 20000; ++spin) std::this_thread::yield();
+    {
       std::unique_lock lock(mutex_);
-      done_.wait(lock, [&] { return pending_.load() == 0; });
+      done_.wait(lock, [&] { return job->done.load(std::memory_order_acquire) >= n; });
+      job_.reset();
     }
-    task_ = nullptr;
-    if (error_) std::rethrow_exception(error_);
+    if (job->error) std::rethrow_exception(job->error);
   }
 
  private:
-  void work() {
-    for (int64_t i = next_.fetch_add(1); i < count_; i = next_.fetch_add(1)) {
+  struct Job {
+    Job(const std::function<void(int64_t)>* t, int64_t n) : task(t), count(n) {}
+    const std::function<void(int64_t)>* task;  // valid while the caller waits in run()
+    int64_t count;
+    std::atomic<int64_t> next{0};  // next unclaimed task
+    std::atomic<int64_t> done{0};  // finished tasks
+    std::mutex error_mutex;
+    std::exception_ptr error;
+  };
+
+  void work(Job& job) {
+    for (int64_t i = job.next.fetch_add(1); i < job.count; i = job.next.fetch_add(1)) {
       try {
-        (*task_)(i);
+        (*job.task)(i);
       } catch (...) {
+        std::lock_guard lock(job.error_mutex);
+        if (!job.error) job.error = std::current_exception();
+      }
+      if (job.done.fetch_add(1, std::memory_order_acq_rel) + 1 == job.count) {
         std::lock_guard lock(mutex_);
-        if (!error_) error_ = std::current_exception();
+        done_.notify_all();
       }
     }
   }
@@ -92,17 +103,15 @@ class ThreadPool {
       // Spin a little for the next job before sleeping: training issues them back to back.
       for (int spin = 0; generation_.load(std::memory_order_acquire) == seen && spin < 2000; ++spin)
         std::this_thread::yield();
+      std::shared_ptr<Job> job;
       {
         std::unique_lock lock(mutex_);
         wake_.wait(lock, [&] { return generation_.load() != seen; });
         seen = generation_.load();
         if (stop_) return;
+        job = job_;  // null when the caller already finished without us
       }
-      work();
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard lock(mutex_);
-        done_.notify_one();
-      }
+      if (job) work(*job);
     }
   }
 
@@ -110,12 +119,8 @@ class ThreadPool {
   std::mutex busy_;   // held by the thread that owns the current job
   std::mutex mutex_;  // guards job hand-over and sleeping
   std::condition_variable wake_, done_;
-  const std::function<void(int64_t)>* task_ = nullptr;
-  int64_t count_ = 0;
-  std::atomic<int64_t> next_{0};
-  std::atomic<int> pending_{0};
+  std::shared_ptr<Job> job_;  // the job being handed out (guarded by mutex_)
   std::atomic<uint64_t> generation_{0};
-  std::exception_ptr error_;
   bool stop_ = false;
 };
 
