@@ -390,10 +390,46 @@ inline RasterInfo read_raster_info(TiffFile& file, const GeoTiffReadOptions& opt
   return info;
 }
 
+// Refuses a header whose strips or tiles cannot hold the pixels it claims, before anything large is
+// allocated (a flipped bit in the width must not cost gigabytes): every block must lie inside the
+// file, an uncompressed block must store at least its decoded size, and a deflate / LZW / packbits
+// block at least 1/2000 of it (their best ratios are about 1:1032, 1:1365 and 1:64).
+inline void check_stored_blocks(TiffFile& file, const RasterInfo& info, uint64_t file_bytes) {
+  TIFF* tif = file.get();
+  const size_t elem = raster_type_size(info.type);
+  const int64_t planes = info.planar ? info.bands : 1;
+  const int64_t per_pixel = info.planar ? 1 : info.bands;
+  const int64_t across = (info.width + info.block_width - 1) / info.block_width;
+  const int64_t down = (info.height + info.block_height - 1) / info.block_height;
+  const int64_t needed = across * down * planes;
+  const int64_t present = info.tiled ? int64_t(TIFFNumberOfTiles(tif)) : int64_t(TIFFNumberOfStrips(tif));
+  const char* kind = info.tiled ? "tile" : "strip";
+  if (present < needed) file.fail("corrupt header: ", present, " ", kind, "s, the image needs ", needed);
+  const bool bounded_codec = info.compression == COMPRESSION_ADOBE_DEFLATE || info.compression == COMPRESSION_DEFLATE ||
+                             info.compression == COMPRESSION_LZW || info.compression == COMPRESSION_PACKBITS;
+  for (int64_t b = 0; b < needed; ++b) {
+    int err = 0;
+    const uint64_t offset = TIFFGetStrileOffsetWithErr(tif, uint32_t(b), &err);
+    const uint64_t stored = err ? 0 : TIFFGetStrileByteCountWithErr(tif, uint32_t(b), &err);
+    if (err) file.fail_tiff("corrupt header: no offset or size for ", kind, " ", b);
+    const int64_t rows = info.tiled ? info.block_height : std::min(info.block_height, info.height - (b % down) * info.block_height);
+    const uint64_t decoded = uint64_t(info.block_width * rows * per_pixel) * elem;
+    if (offset > file_bytes || stored > file_bytes - offset)
+      file.fail("truncated or corrupt: ", kind, " ", b, " ends at byte ", offset + stored, " of a ", file_bytes,
+                "-byte file");
+    if (info.compression == COMPRESSION_NONE && stored < decoded)
+      file.fail("truncated or corrupt: ", kind, " ", b, " stores ", stored, " bytes, the header implies ", decoded);
+    if (bounded_codec && decoded > stored * 2000 + 4096)
+      file.fail("corrupt header: ", kind, " ", b, " stores ", stored, " compressed bytes, too few for the ", decoded,
+                " bytes the header implies");
+  }
+}
+
 // Decodes every strip or tile of the first image into band-major [C, H, W] samples.
-inline std::vector<unsigned char> decode_raster(TiffFile& file, const RasterInfo& info) {
+inline std::vector<unsigned char> decode_raster(TiffFile& file, const RasterInfo& info, uint64_t file_bytes) {
   TIFF* tif = file.get();
   TiffFile::CaptureScope scope(file.messages());
+  check_stored_blocks(file, info, file_bytes);
   const size_t elem = raster_type_size(info.type);
   const int64_t W = info.width, H = info.height, C = info.bands;
   const int64_t planes = info.planar ? C : 1;
@@ -428,8 +464,6 @@ inline std::vector<unsigned char> decode_raster(TiffFile& file, const RasterInfo
         }
   } else {
     const int64_t strips_per_plane = (H + info.block_height - 1) / info.block_height;
-    if (int64_t(TIFFNumberOfStrips(tif)) < strips_per_plane * planes)
-      file.fail("corrupt header: ", TIFFNumberOfStrips(tif), " strips, expected ", strips_per_plane * planes);
     for (int64_t p = 0; p < planes; ++p)
       for (int64_t s = 0; s < strips_per_plane; ++s) {
         const int64_t y = s * info.block_height;
@@ -482,7 +516,10 @@ inline RasterBuffer read_geotiff_raw(const std::string& path, const GeoTiffReadO
   detail::TiffFile file(path, "r", "read_geotiff");
   RasterBuffer raster;
   raster.info = detail::read_raster_info(file, options);
-  raster.bytes = detail::decode_raster(file, raster.info);
+  std::error_code ec;
+  const uint64_t file_bytes = std::filesystem::file_size(path, ec);
+  if (ec) file.fail("cannot get the file size: ", ec.message());
+  raster.bytes = detail::decode_raster(file, raster.info, file_bytes);
   return raster;
 }
 

@@ -22,25 +22,28 @@ namespace loom::data {
 namespace detail {
 
 // For each output index along one axis: the two source indices and the weight of the second.
+template <class C>
 struct LinearTaps {
   std::vector<int64_t> lo, hi;
-  std::vector<float> weight_hi;
+  std::vector<C> weight_hi;
 };
 
-inline LinearTaps linear_taps(int64_t in, int64_t out) {
-  LinearTaps taps;
+// PyTorch (1.13, CPU) keeps the scale in the tensor's type (float for float tensors), evaluates
+// scale * (i + 0.5) - 0.5 and the floor in double, and rounds only the weight to the tensor's type;
+// doing the same keeps loom's weights identical to PyTorch's (measured against its output).
+template <class C>
+LinearTaps<C> linear_taps(int64_t in, int64_t out) {
+  LinearTaps<C> taps;
   taps.lo.resize(size_t(out));
   taps.hi.resize(size_t(out));
   taps.weight_hi.resize(size_t(out));
-  // PyTorch keeps the scale in float and evaluates scale * (i + 0.5) - 0.5 in double before
-  // rounding to float; doing the same keeps the weights bit-identical to it.
-  const float scale = float(in) / float(out);
+  const double scale = double(C(in) / C(out));
   for (int64_t i = 0; i < out; ++i) {
-    const float src = std::max(float(double(scale) * (double(i) + 0.5) - 0.5), 0.0f);
-    const int64_t lo = std::min<int64_t>(int64_t(src), in - 1);
+    const double src = std::max(scale * (double(i) + 0.5) - 0.5, 0.0);
+    const int64_t lo = std::min<int64_t>(int64_t(std::floor(src)), in - 1);
     taps.lo[size_t(i)] = lo;
     taps.hi[size_t(i)] = std::min(lo + 1, in - 1);
-    taps.weight_hi[size_t(i)] = src - float(lo);
+    taps.weight_hi[size_t(i)] = C(src - double(lo));
   }
   return taps;
 }
@@ -68,9 +71,9 @@ Tensor<T, Dev> resize_bilinear(const Tensor<T, Dev>& x, int64_t out_h, int64_t o
 
   const Tensor<T, Dev> src = x.contiguous();  // [..., in_h, in_w]
   const int64_t planes = src.numel() / (in_h * in_w);
-  const detail::LinearTaps rows = detail::linear_taps(in_h, out_h);
-  const detail::LinearTaps cols = detail::linear_taps(in_w, out_w);
   using C = compute_t<T>;
+  const detail::LinearTaps<C> rows = detail::linear_taps<C>(in_h, out_h);
+  const detail::LinearTaps<C> cols = detail::linear_taps<C>(in_w, out_w);
   const T* in = src.data();
   T* o = out.data();
   parallel_for(0, planes * out_h, std::max<int64_t>(1, 4096 / out_w), [&](int64_t begin, int64_t end) {
@@ -78,11 +81,11 @@ Tensor<T, Dev> resize_bilinear(const Tensor<T, Dev>& x, int64_t out_h, int64_t o
       const int64_t plane = r / out_h, i = r % out_h;
       const T* top = in + (plane * in_h + rows.lo[size_t(i)]) * in_w;
       const T* bottom = in + (plane * in_h + rows.hi[size_t(i)]) * in_w;
-      const C wy = C(rows.weight_hi[size_t(i)]);
+      const C wy = rows.weight_hi[size_t(i)];
       T* dst = o + r * out_w;
       for (int64_t j = 0; j < out_w; ++j) {
         const int64_t x0 = cols.lo[size_t(j)], x1 = cols.hi[size_t(j)];
-        const C wx = C(cols.weight_hi[size_t(j)]);
+        const C wx = cols.weight_hi[size_t(j)];
         // Same association as PyTorch: h0lambda * (w0lambda * a + w1lambda * b) + h1lambda * (...)
         const C t = (C(1) - wx) * C(top[x0]) + wx * C(top[x1]);
         const C b = (C(1) - wx) * C(bottom[x0]) + wx * C(bottom[x1]);

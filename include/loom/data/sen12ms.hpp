@@ -213,9 +213,12 @@ class Sen12ms : public Dataset {
     }
     std::map<std::string, Entry> by_id;
     for (auto& [key, e] : found) {
+      // A patch with imagery of the other modality only is simply not part of this dataset.
+      const bool has_imagery = !e.s1.empty() || !e.s2.empty();
       if (!want(Modality::s1)) e.s1.clear();
       if (!want(Modality::s2)) e.s2.clear();
-      if (wanted.empty() && opt_.split.empty()) add(e);
+      if (has_imagery && e.s1.empty() && e.s2.empty()) continue;
+      if (opt_.split.empty()) add(e);
       else by_id[e.id] = e;
     }
     for (const auto& id : wanted) {
