@@ -1,0 +1,132 @@
+#pragma once
+// The one loop every elementwise op runs: out[i] = f(in_0[i], in_1[i], ...) over the NumPy broadcast
+// of its operands. Two ways through it:
+//   - all operands contiguous with the output's shape: a flat range split across loom's threads;
+//   - otherwise detail::for_each_run over strided runs (stride 0 along broadcast dims).
+// Either way each run goes to one kernel per (op, element types), whose inner loop has a unit-stride
+// version (vectorized: bias adds and contiguous tensors land there) and a general strided one.
+// The walk itself is compiled once per operand count, not once per op: the kernel is handed over
+// as a function pointer, which keeps the build of ~30 ops x 3 types in check.
+// f receives each operand in its compute type (bf16 -> float) and returns the output's compute
+// value, which is stored as TOut. `cost_per_element` (about 1 for add, 10+ for exp/tanh/erf) lowers
+// the size at which the work is split across threads.
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <tuple>
+#include <utility>
+
+#include "loom/core/tensor.hpp"
+
+namespace loom::detail {
+
+// Elements one thread should get at least, for work of the given relative cost per element.
+inline int64_t elementwise_grain(int64_t cost_per_element) {
+  return std::max<int64_t>(1, 32768 / std::max<int64_t>(cost_per_element, 1));
+}
+
+// Whether two shapes broadcast together (NumPy rules), without throwing.
+inline bool broadcastable(const Shape& a, const Shape& b) {
+  for (int i = 1; i <= std::min(a.size(), b.size()); ++i) {
+    const int64_t da = a[a.size() - i], db = b[b.size() - i];
+    if (da != db && da != 1 && db != 1) return false;
+  }
+  return true;
+}
+
+// One run of N operands (operand 0 is the destination): element offsets at its start, its length
+// and each operand's stride along it.
+template <size_t N>
+using RunKernel = void (*)(const void* state, const std::array<int64_t, N>& offsets, int64_t length,
+                           const std::array<int64_t, N>& strides);
+
+// Calls kernel(state, ...) over every run of the layout; `flat` says all operands are contiguous
+// with `shape`, so the whole range is one run that is cut into per-thread pieces.
+template <size_t N>
+void run_elementwise(const Shape& shape, const std::array<Strides, N>& strides, bool flat, RunKernel<N> kernel,
+                     const void* state, int64_t cost_per_element) {
+  const int64_t n = shape.numel();
+  if (n == 0) return;
+  if (flat) {
+    std::array<int64_t, N> unit;
+    unit.fill(1);
+    parallel_for(0, n, elementwise_grain(cost_per_element), [&](int64_t begin, int64_t end) {
+      std::array<int64_t, N> offsets;
+      offsets.fill(begin);
+      kernel(state, offsets, end - begin, unit);
+    });
+    return;
+  }
+  for_each_run<N>(
+      shape, strides,
+      [&](const std::array<int64_t, N>& offsets, int64_t length, const std::array<int64_t, N>& run_strides) {
+        kernel(state, offsets, length, run_strides);
+      },
+      cost_per_element);
+}
+
+// out = f(in...): the state and kernel of map_elements. With `in_place`, operand 0 is also read
+// and passed to f first (t = f(t, in...)).
+template <bool in_place, class TOut, class F, class... Ts>
+struct MapKernel {
+  static constexpr size_t N = sizeof...(Ts) + 1;
+  TOut* out;
+  std::tuple<const Ts*...> in;
+  F f;
+
+  static void run(const void* state, const std::array<int64_t, N>& off, int64_t n, const std::array<int64_t, N>& st) {
+    const auto& self = *static_cast<const MapKernel*>(state);
+    self.run_impl(off, n, st, std::index_sequence_for<Ts...>{});
+  }
+
+  template <size_t... K>
+  void run_impl(const std::array<int64_t, N>& off, int64_t n, const std::array<int64_t, N>& st,
+                std::index_sequence<K...>) const {
+    TOut* o = out + off[0];
+    const std::tuple<const Ts*...> p{(std::get<K>(in) + off[K + 1])...};
+    const bool unit = st[0] == 1 && ((st[K + 1] == 1) && ...);
+    if constexpr (in_place) {
+      if (unit) {
+        for (int64_t i = 0; i < n; ++i) o[i] = TOut(f(compute_t<TOut>(o[i]), compute_t<Ts>(std::get<K>(p)[i])...));
+      } else {
+        for (int64_t i = 0; i < n; ++i)
+          o[i * st[0]] =
+              TOut(f(compute_t<TOut>(o[i * st[0]]), compute_t<Ts>(std::get<K>(p)[i * st[K + 1]])...));
+      }
+    } else {
+      if (unit) {
+        for (int64_t i = 0; i < n; ++i) o[i] = TOut(f(compute_t<Ts>(std::get<K>(p)[i])...));
+      } else {
+        for (int64_t i = 0; i < n; ++i) o[i * st[0]] = TOut(f(compute_t<Ts>(std::get<K>(p)[i * st[K + 1]])...));
+      }
+    }
+  }
+};
+
+// out = f(in...) broadcast to `shape` (which the caller has checked every input broadcasts to).
+template <class TOut, class Dev, class F, class... Ts>
+Tensor<TOut, Dev> map_elements(const Shape& shape, int64_t cost_per_element, F f, const Tensor<Ts, Dev>&... in) {
+  static_assert(Dev::kind == DeviceKind::cpu, "elementwise ops: the CUDA path comes with the CUDA backend");
+  Tensor<TOut, Dev> out = Tensor<TOut, Dev>::empty(shape);
+  using Kernel = MapKernel<false, TOut, F, Ts...>;
+  const Kernel state{out.data(), {in.data()...}, f};
+  const bool flat = ((in.shape() == shape && in.is_contiguous()) && ...);
+  run_elementwise<Kernel::N>(shape, {out.strides(), in.expand_strides_to(shape)...}, flat, &Kernel::run, &state,
+                             cost_per_element);
+  return out;
+}
+
+// t = f(t, in...) in place, the inputs broadcast to t's shape (checked by the caller). t must not
+// have several elements in one memory location. Does not bump the version: the public in-place ops
+// do that once they are done.
+template <class T, class Dev, class F, class... Ts>
+void map_elements_inplace(const Tensor<T, Dev>& t, F f, const Tensor<Ts, Dev>&... in) {
+  static_assert(Dev::kind == DeviceKind::cpu, "elementwise ops: the CUDA path comes with the CUDA backend");
+  const Shape& shape = t.shape();
+  using Kernel = MapKernel<true, T, F, Ts...>;
+  const Kernel state{t.data(), {in.data()...}, f};
+  const bool flat = t.is_contiguous() && ((in.shape() == shape && in.is_contiguous()) && ...);
+  run_elementwise<Kernel::N>(shape, {t.strides(), in.expand_strides_to(shape)...}, flat, &Kernel::run, &state, 1);
+}
+
+}  // namespace loom::detail

@@ -1,0 +1,218 @@
+#pragma once
+// Unary elementwise math, each op's backward beside its forward (floating-point tensors):
+//   exp, log, sqrt, rsqrt, tanh, erf, abs, sigmoid, relu, square, clamp / clamp_min / clamp_max
+// and the selections where(cond, a, b) and masked_fill(t, mask, value), whose masks are uint8
+// tensors (nonzero = true) that broadcast like any operand. neg lives with the binary ops.
+// Backward formulas reuse the forward output where that is cheaper (exp, sqrt, rsqrt, tanh,
+// sigmoid), so those ops save their output rather than their input.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "loom/core/tensor.hpp"
+#include "loom/autograd/engine.hpp"
+#include "loom/ops/elementwise_binary.hpp"
+#include "loom/ops/elementwise_map.hpp"
+
+namespace loom {
+namespace detail {
+
+// Relative cost of one element of a transcendental function (vs an add), so that for_each_run and
+// parallel_for split such work across threads at a smaller size.
+inline constexpr int64_t kTranscendentalCost = 16;
+
+// out = f(a); when recording, the gradient is d(g, saved) with `saved` the input (SaveWhat::input)
+// or the output (SaveWhat::output).
+enum class SaveWhat { input, output };
+
+template <class T, class Dev, class F, class D>
+Tensor<T, Dev> unary_op(const char* op, const char* node_name, const Tensor<T, Dev>& a, int64_t cost, SaveWhat what,
+                        F f, D d) {
+  static_assert(FloatElement<T>, "elementwise math needs a floating-point tensor");
+  check_defined(a, op);
+  Tensor<T, Dev> out = map_elements<T>(a.shape(), cost, f, a);
+  if (autograd::should_record(a.impl())) {
+    autograd::record(node_name, out, {a.impl()},
+                     [cost, d, saved = autograd::SavedTensor<T, Dev>(what == SaveWhat::input ? a : out, op)](
+                         const Tensor<T, Dev>& g) {
+                       return std::vector<Tensor<T, Dev>>{map_elements<T>(g.shape(), cost, d, g, saved.get())};
+                     });
+  }
+  return out;
+}
+
+}  // namespace detail
+
+// e^a.
+template <class T, class Dev>
+Tensor<T, Dev> exp(const Tensor<T, Dev>& a) {
+  using C = compute_t<T>;
+  return detail::unary_op(
+      "exp", "ExpBackward", a, detail::kTranscendentalCost, detail::SaveWhat::output, [](C x) { return std::exp(x); },
+      [](C g, C y) { return g * y; });
+}
+
+// Natural logarithm.
+template <class T, class Dev>
+Tensor<T, Dev> log(const Tensor<T, Dev>& a) {
+  using C = compute_t<T>;
+  return detail::unary_op(
+      "log", "LogBackward", a, detail::kTranscendentalCost, detail::SaveWhat::input, [](C x) { return std::log(x); },
+      [](C g, C x) { return g / x; });
+}
+
+// Square root.
+template <class T, class Dev>
+Tensor<T, Dev> sqrt(const Tensor<T, Dev>& a) {
+  using C = compute_t<T>;
+  return detail::unary_op(
+      "sqrt", "SqrtBackward", a, 4, detail::SaveWhat::output, [](C x) { return std::sqrt(x); },
+      [](C g, C y) { return g / (C(2) * y); });
+}
+
+// 1 / sqrt(a).
+template <class T, class Dev>
+Tensor<T, Dev> rsqrt(const Tensor<T, Dev>& a) {
+  using C = compute_t<T>;
+  return detail::unary_op(
+      "rsqrt", "RsqrtBackward", a, 4, detail::SaveWhat::output, [](C x) { return C(1) / std::sqrt(x); },
+      [](C g, C y) { return C(-0.5) * g * y * y * y; });  // d/dx x^-1/2 = -x^-3/2 / 2
+}
+
+// Hyperbolic tangent.
+template <class T, class Dev>
+Tensor<T, Dev> tanh(const Tensor<T, Dev>& a) {
+  using C = compute_t<T>;
+  return detail::unary_op(
+      "tanh", "TanhBackward", a, detail::kTranscendentalCost, detail::SaveWhat::output,
+      [](C x) { return std::tanh(x); }, [](C g, C y) { return g * (C(1) - y * y); });
+}
+
+// Gauss error function.
+template <class T, class Dev>
+Tensor<T, Dev> erf(const Tensor<T, Dev>& a) {
+  using C = compute_t<T>;
+  return detail::unary_op(
+      "erf", "ErfBackward", a, detail::kTranscendentalCost, detail::SaveWhat::input, [](C x) { return std::erf(x); },
+      [](C g, C x) { return g * C(1.1283791670955126) * std::exp(-x * x); });  // 2/sqrt(pi) e^-x^2
+}
+
+// |a|; the gradient is sign(a), 0 at 0 (as PyTorch).
+template <class T, class Dev>
+Tensor<T, Dev> abs(const Tensor<T, Dev>& a) {
+  using C = compute_t<T>;
+  return detail::unary_op(
+      "abs", "AbsBackward", a, 1, detail::SaveWhat::input, [](C x) { return std::abs(x); },
+      [](C g, C x) { return x > C(0) ? g : (x < C(0) ? -g : C(0)); });
+}
+
+// 1 / (1 + e^-a).
+template <class T, class Dev>
+Tensor<T, Dev> sigmoid(const Tensor<T, Dev>& a) {
+  using C = compute_t<T>;
+  return detail::unary_op(
+      "sigmoid", "SigmoidBackward", a, detail::kTranscendentalCost, detail::SaveWhat::output,
+      [](C x) { return C(1) / (C(1) + std::exp(-x)); }, [](C g, C y) { return g * y * (C(1) - y); });
+}
+
+// max(a, 0); nan stays nan. The gradient passes where the output is > 0 (0 at a == 0, as PyTorch).
+template <class T, class Dev>
+Tensor<T, Dev> relu(const Tensor<T, Dev>& a) {
+  using C = compute_t<T>;
+  return detail::unary_op(
+      "relu", "ReluBackward", a, 1, detail::SaveWhat::output, [](C x) { return x < C(0) ? C(0) : x; },
+      [](C g, C y) { return y > C(0) ? g : C(0); });
+}
+
+// a * a.
+template <class T, class Dev>
+Tensor<T, Dev> square(const Tensor<T, Dev>& a) {
+  using C = compute_t<T>;
+  return detail::unary_op(
+      "square", "SquareBackward", a, 1, detail::SaveWhat::input, [](C x) { return x * x; },
+      [](C g, C x) { return C(2) * x * g; });
+}
+
+// a limited to [lo, hi]; nan stays nan. The gradient passes where lo <= a <= hi, boundaries
+// included (as PyTorch), and is 0 outside. lo > hi is an error; use ±infinity for a one-sided clamp.
+template <class T, class Dev>
+Tensor<T, Dev> clamp(const Tensor<T, Dev>& a, double lo, double hi) {
+  using C = compute_t<T>;
+  LOOM_CHECK(lo <= hi, "clamp: min ", lo, " is greater than max ", hi, " (input of shape ",
+             a.defined() ? a.shape().str() : std::string("undefined"), ")");
+  const C l = static_cast<C>(lo), h = static_cast<C>(hi);
+  return detail::unary_op(
+      "clamp", "ClampBackward", a, 1, detail::SaveWhat::input, [l, h](C x) { return x < l ? l : (x > h ? h : x); },
+      [l, h](C g, C x) { return x >= l && x <= h ? g : C(0); });
+}
+
+// max(a, lo).
+template <class T, class Dev>
+Tensor<T, Dev> clamp_min(const Tensor<T, Dev>& a, double lo) {
+  return clamp(a, lo, std::numeric_limits<double>::infinity());
+}
+
+// min(a, hi).
+template <class T, class Dev>
+Tensor<T, Dev> clamp_max(const Tensor<T, Dev>& a, double hi) {
+  return clamp(a, -std::numeric_limits<double>::infinity(), hi);
+}
+
+// cond ? a : b elementwise, all three broadcast together. The gradient of a is g where cond holds
+// (0 elsewhere), that of b the rest; both are summed back to their input's shape.
+template <class T, class Dev>
+Tensor<T, Dev> where(const Tensor<uint8_t, Dev>& cond, const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
+  using C = compute_t<T>;
+  LOOM_CHECK(cond.defined() && a.defined() && b.defined(), "where: undefined input tensor");
+  LOOM_CHECK(detail::broadcastable(cond.shape(), a.shape()) && detail::broadcastable(cond.shape(), b.shape()) &&
+                 detail::broadcastable(a.shape(), b.shape()),
+             "where: condition of shape ", cond.shape(), ", input of shape ", a.shape(), " and other of shape ",
+             b.shape(), " cannot be broadcast together");
+  const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  Tensor<T, Dev> out =
+      detail::map_elements<T>(shape, 1, [](uint8_t c, C x, C y) { return c ? x : y; }, cond, a, b);
+  if constexpr (FloatElement<T>) {
+    if (autograd::should_record(a.impl(), b.impl())) {
+      autograd::record(
+          "WhereBackward", out, {cond.impl(), a.impl(), b.impl()},
+          [sa = a.shape(), sb = b.shape(), need_a = autograd::needs_grad(a.impl()),
+           need_b = autograd::needs_grad(b.impl()),
+           saved_cond = autograd::SavedTensor<uint8_t, Dev>(cond, "where")](const Tensor<T, Dev>& g) {
+            const Tensor<uint8_t, Dev>& c = saved_cond.get();
+            return std::vector<Tensor<T, Dev>>{
+                Tensor<T, Dev>(),  // the condition gets no gradient
+                detail::broadcast_grad(need_a, sa, g, [](C gi, uint8_t ci) { return ci ? gi : C(0); }, c),
+                detail::broadcast_grad(need_b, sb, g, [](C gi, uint8_t ci) { return ci ? C(0) : gi; }, c)};
+          });
+    }
+  }
+  return out;
+}
+
+// t with `value` wherever mask (broadcast to t's shape) is nonzero. The gradient is g with zeros
+// at the masked positions. The output has t's shape: the mask may not enlarge it.
+template <class T, class Dev>
+Tensor<T, Dev> masked_fill(const Tensor<T, Dev>& t, const Tensor<uint8_t, Dev>& mask, double value) {
+  using C = compute_t<T>;
+  LOOM_CHECK(t.defined() && mask.defined(), "masked_fill: undefined input tensor");
+  LOOM_CHECK(detail::broadcastable(t.shape(), mask.shape()) &&
+                 broadcast_shapes(t.shape(), mask.shape(), "masked_fill") == t.shape(),
+             "masked_fill: mask of shape ", mask.shape(), " does not broadcast to the input's shape ", t.shape());
+  const C v = static_cast<C>(value);
+  Tensor<T, Dev> out =
+      detail::map_elements<T>(t.shape(), 1, [v](C x, uint8_t m) { return m ? v : x; }, t, mask);
+  if constexpr (FloatElement<T>) {
+    if (autograd::should_record(t.impl())) {
+      autograd::record("MaskedFillBackward", out, {t.impl(), mask.impl()},
+                       [saved_mask = autograd::SavedTensor<uint8_t, Dev>(mask, "masked_fill")](const Tensor<T, Dev>& g) {
+                         return std::vector<Tensor<T, Dev>>{
+                             detail::map_elements<T>(g.shape(), 1, [](C gi, uint8_t m) { return m ? C(0) : gi; }, g,
+                                                     saved_mask.get()),
+                             Tensor<T, Dev>()};  // the mask gets no gradient
+                       });
+    }
+  }
+  return out;
+}
+
+}  // namespace loom
