@@ -10,7 +10,8 @@
 //            and width, channel counts, band names (S1 then S2), class names, per-band
 //            normalization mean and std (float64), the byte offsets of index and data, the total
 //            file size, and last a CRC32C of everything before it;
-//   index    capacity x {u64 offset, u32 bytes, u32 crc32c of the record}, then its own CRC32C;
+//   index    capacity x {u64 offset, u32 bytes, u32 crc32c of the record}, then its own CRC32C and
+//            zero padding to a 64-byte boundary;
 //   records  one per sample, each starting on a 64-byte boundary:
 //              u32 flags (1 = has S1, 2 = has S2), u16 S1-name length, u16 S2-name length,
 //              num_classes x u8 labels (0 or 1), the two names, zero padding to 64 bytes,
@@ -18,7 +19,8 @@
 //              S1: [C1, H, W] IEEE float16 dB (rounded to nearest even),
 //              zero padding to 64 bytes (inside the record, so the checksum covers every byte).
 //
-// Every byte of the file is covered by a checksum: a flipped bit anywhere is detected, in the
+// Every byte of the file is covered by a checksum (or, for the index's zero padding, checked to be
+// zero): a flipped bit anywhere is detected, in the
 // header or index when the file is opened, in a record when that sample is read (a loom::Error
 // naming the sample index; under on_bad=skip the sample is skipped instead). A truncated file is
 // detected when opened, naming the first sample that was cut off. verify=0 skips the record
@@ -44,6 +46,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -56,7 +59,6 @@
 #include "loom/core/tensor.hpp"
 #include "loom/data/dataset.hpp"
 #include "loom/data/sample.hpp"
-#include "loom/io/atomic_file.hpp"
 
 namespace loom::data {
 
@@ -488,6 +490,9 @@ class PackedDataset : public Dataset {
     std::memcpy(&stored_crc, base + index_offset + index_bytes, 4);
     LOOM_CHECK(crc32c(base + index_offset, index_bytes) == stored_crc, "packed: ", path,
                ": index is corrupt (checksum mismatch)");
+    // The padding up to the data is zeros (no checksum covers it, so it is checked here).
+    for (uint64_t b = index_offset + index_bytes + 4; b < std::min<uint64_t>(data_offset, size); ++b)
+      LOOM_CHECK(base[b] == 0, "packed: ", path, ": index padding is corrupt (byte ", b, ")");
     index_.resize(size_t(count_));
     ByteReader ix(base + index_offset, index_bytes, "packed: " + path + ": index");
     for (Entry& e : index_) {
@@ -678,15 +683,61 @@ inline std::vector<uint8_t> encode_packed_header(const PackedLayout& layout, uin
   return {};
 }
 
-inline void pwrite_all(int fd, const void* data, size_t bytes, uint64_t offset, const std::string& path) {
-  const char* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::pwrite(fd, p, bytes, off_t(offset));
-    if (n < 0 && errno == EINTR) continue;
-    LOOM_CHECK(n > 0, "write_packed: writing ", path, " failed: ", std::strerror(errno));
-    p += n, bytes -= size_t(n), offset += uint64_t(n);
+// The pack under construction: a temporary file next to the destination, written at explicit
+// offsets (the header and index are filled in last), then fsync'ed and renamed over the
+// destination, so readers see the old file or the complete new one. Removed if never committed.
+class PackFileWriter {
+ public:
+  explicit PackFileWriter(std::string path) : path_(std::move(path)) {
+    static std::atomic<uint64_t> counter{0};
+    const std::filesystem::path target(path_);
+    const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+    dir_ = dir.string();
+    for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
+      temp_ = (dir / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" +
+                      std::to_string(counter++)))
+                  .string();
+      fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd_ < 0 && errno != EEXIST) break;
+    }
+    LOOM_CHECK(fd_ >= 0, "write_packed: cannot create a temporary file in ", dir_, ": ", std::strerror(errno));
   }
-}
+  ~PackFileWriter() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(temp_.c_str());
+  }
+  PackFileWriter(const PackFileWriter&) = delete;
+  PackFileWriter& operator=(const PackFileWriter&) = delete;
+
+  void write_at(uint64_t offset, const void* data, size_t bytes) {
+    const char* p = static_cast<const char*>(data);
+    while (bytes > 0) {
+      const ssize_t n = ::pwrite(fd_, p, std::min<size_t>(bytes, size_t(1) << 30), off_t(offset));
+      if (n < 0 && errno == EINTR) continue;
+      LOOM_CHECK(n > 0, "write_packed: writing ", temp_, " failed: ", std::strerror(errno));
+      p += n, bytes -= size_t(n), offset += uint64_t(n);
+    }
+  }
+
+  void commit() {
+    LOOM_CHECK(::fsync(fd_) == 0, "write_packed: fsync of ", temp_, " failed: ", std::strerror(errno));
+    const int fd = fd_;
+    fd_ = -1;
+    LOOM_CHECK(::close(fd) == 0, "write_packed: closing ", temp_, " failed: ", std::strerror(errno));
+    LOOM_CHECK(::rename(temp_.c_str(), path_.c_str()) == 0, "write_packed: renaming ", temp_, " to ", path_,
+               " failed: ", std::strerror(errno));
+    committed_ = true;
+    if (const int dir_fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir_fd >= 0) {
+      ::fsync(dir_fd);  // makes the rename durable; some filesystems refuse, which is harmless
+      ::close(dir_fd);
+    }
+  }
+
+ private:
+  std::string path_, dir_, temp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
 
 }  // namespace detail
 
@@ -742,9 +793,7 @@ inline PackReport write_packed(const Dataset& dataset, const std::string& path, 
   const uint64_t index_bytes = capacity * kIndexEntryBytes;
   const uint64_t data_offset = align_up(header_bytes + index_bytes + 4);
 
-  io::AtomicFileWriter file(path);
-  std::vector<uint8_t> zeros(size_t(data_offset), 0);  // header and index are filled in at the end
-  file.write(zeros.data(), zeros.size());
+  detail::PackFileWriter file(path);  // header and index are written last, at offset 0
   std::vector<uint8_t> index(size_t(index_bytes), 0);
   uint64_t offset = data_offset;
 
@@ -778,7 +827,7 @@ inline PackReport write_packed(const Dataset& dataset, const std::string& path, 
       entry.put(uint32_t(rec.size()));
       entry.put(crc32c(rec.data(), rec.size()));
       std::memcpy(index.data() + size_t(report.written) * kIndexEntryBytes, entry.bytes.data(), kIndexEntryBytes);
-      file.write(rec.data(), rec.size());
+      file.write_at(offset, rec.data(), rec.size());
       offset += rec.size();
       ++report.written;
     }
@@ -789,20 +838,13 @@ inline PackReport write_packed(const Dataset& dataset, const std::string& path, 
   const std::vector<uint8_t> header =
       detail::encode_packed_header(layout, uint64_t(report.written), capacity, offset);
   LOOM_CHECK(header.size() == header_bytes, "write_packed: header size changed while writing");
-  {
-    const int fd = ::open(file.temp_path().c_str(), O_WRONLY | O_CLOEXEC);
-    LOOM_CHECK(fd >= 0, "write_packed: cannot reopen ", file.temp_path(), ": ", std::strerror(errno));
-    try {
-      const uint32_t index_crc = crc32c(index.data(), index.size());
-      detail::pwrite_all(fd, header.data(), header.size(), 0, path);
-      detail::pwrite_all(fd, index.data(), index.size(), header_bytes, path);
-      detail::pwrite_all(fd, &index_crc, 4, header_bytes + index_bytes, path);
-    } catch (...) {
-      ::close(fd);
-      throw;
-    }
-    ::close(fd);
-  }
+  const uint32_t index_crc = crc32c(index.data(), index.size());
+  file.write_at(0, header.data(), header.size());
+  file.write_at(header_bytes, index.data(), index.size());
+  file.write_at(header_bytes + index_bytes, &index_crc, 4);
+  // Zero padding up to the data offset (present as a hole already; written for an empty pack).
+  const std::vector<uint8_t> pad(size_t(data_offset - (header_bytes + index_bytes + 4)), 0);
+  file.write_at(header_bytes + index_bytes + 4, pad.data(), pad.size());
   file.commit();
   report.bytes = offset;
   return report;

@@ -701,7 +701,7 @@ struct Scene {
   std::vector<float> s2;            // [12, H, W] reflectance x 10000 (integers)
   std::vector<float> cloud;         // [H, W] cloud opacity in [0, 1] (all 0 for a clear image)
   bool cloudy = false;
-  std::array<float, kNumClasses> coverage{};  // share of the patch of each class
+  std::array<int64_t, kNumClasses> class_pixels{};  // pixels of each class
 };
 
 struct SceneRequest {
@@ -793,7 +793,7 @@ inline Scene generate_scene(const SceneRequest& request) {
   Scene scene;
   scene.land = generate_land_cover(random, H, W);
   const LandCover& land = scene.land;
-  for (uint8_t c : land.cls) scene.coverage[c] += 1.0f / float(n);
+  for (uint8_t c : land.cls) ++scene.class_pixels[c];
 
   // Material mixture of every pixel, shared by both sensors.
   const std::vector<float> fine = NoiseField(random, kFineTexture, 3, 2, 0.5f, H, W).render(H, W);
@@ -912,11 +912,15 @@ inline Scene generate_scene(const SceneRequest& request) {
   return scene;
 }
 
-// Multi-hot [19] from class coverage: the classes covering at least 5% of the patch.
-inline Tensor<float> labels_from_coverage(const std::array<float, kNumClasses>& coverage) {
+// Multi-hot [19]: the classes covering at least 5% (kLabelMinFraction) of the patch's pixels,
+// compared in integers (pixels * 20 >= total) so that no rounding decides a label.
+inline Tensor<float> labels_from_class_pixels(const std::array<int64_t, kNumClasses>& class_pixels) {
+  static_assert(kLabelMinFraction == 0.05, "the integer comparison below encodes 1/20");
+  int64_t total = 0;
+  for (int64_t p : class_pixels) total += p;
   Tensor<float> hot = Tensor<float>::zeros({kNumClasses});  // [19]
   for (int c = 0; c < kNumClasses; ++c)
-    if (double(coverage[size_t(c)]) >= kLabelMinFraction - 1e-9) hot.data()[c] = 1.0f;
+    if (class_pixels[size_t(c)] > 0 && class_pixels[size_t(c)] * 20 >= total) hot.data()[c] = 1.0f;
   return hot;
 }
 
@@ -1040,7 +1044,7 @@ class SyntheticEarth : public Dataset {
     if (!sc.s2.empty()) out.s2 = Tensor<float>::from_vector({12, s, s}, sc.s2);  // [12, H, W]
     if (!out.has_s1()) out.s1_name.clear();
     if (!out.has_s2()) out.s2_name.clear();
-    out.labels = synthetic::labels_from_coverage(sc.coverage);  // [19]
+    out.labels = synthetic::labels_from_class_pixels(sc.class_pixels);  // [19]
     return out;
   }
 
