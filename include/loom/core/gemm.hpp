@@ -4,10 +4,13 @@
 // fp32 is loom's own BLIS-style implementation: op(B) is packed into KC x NR micro-panels, op(A)
 // into MR x KC micro-panels, and a register-blocked 6x16 AVX2+FMA micro-kernel (12 accumulators)
 // computes each MR x NR tile of C. Loops, outermost first: NC columns of B -> KC slice of K (pack
-// B) -> MC rows of A (pack A) -> NR columns -> MR rows -> kernel. Threading splits C into one
-// rectangular block per thread (the split minimises the largest block, counting packing), each
-// block runs the serial algorithm with its own thread-local packing buffers. Without AVX2+FMA at
-// compile time a portable C++ kernel of the same shape is used. fp64 calls Eigen (tests/gradcheck).
+// B) -> MC rows of A (pack A, prefetch the next block's source) -> NR columns -> MR rows -> kernel.
+// Threading (loom's pool) cuts C into one rectangle per thread, choosing the split that minimises
+// the largest share (counting packing). When the rows are split, the threads pack each slice of B
+// together into one shared buffer and then compute their rows (BLIS-style); otherwise each block
+// runs the serial algorithm. Packing buffers are thread-local and grow-only. Without AVX2+FMA at
+// compile time a portable C++ kernel of the same shape is used; there is no AVX-512 path (it could
+// not be tested on the development machine). fp64 calls Eigen (for tests and gradient checks).
 // Design notes and measurements: docs/performance.md, section "GEMM".
 #include <algorithm>
 #include <cstdint>
@@ -36,11 +39,17 @@ namespace gemm_detail {
 inline constexpr int64_t MR = 6;
 inline constexpr int64_t NR = 16;
 
-// Cache blocking (elements). Defaults measured on Zen 3 (32 KiB L1d, 512 KiB L2 per core).
+// Cache blocking (elements; a tuning knob for benchmarks, not thread-safe to change during GEMMs),
+// chosen by measurement on Zen 3 (32 KiB L1d, 512 KiB L2 per core;
+// see docs/performance.md). K is cut into near-equal passes of at most KC: a deep pass costs fewer
+// read-modify-write sweeps over C and amortises the kernel's epilogue, which measured better than
+// keeping a KC x NR micro-panel of B inside L1 (KC = 256); a small MC keeps the packed A block
+// (MC x KC) plus B's working set in L2.
 struct Blocking {
-  int64_t mc = 168;   // rows of packed A per block (multiple of MR): MC x KC floats stay in L2
-  int64_t kc = 256;   // depth per pass: a KC x NR micro-panel of B stays in L1
-  int64_t nc = 3072;  // columns of packed B per block (multiple of NR): KC x NC floats in L3
+  int64_t mc = 72;    // rows of packed A per block (multiple of MR)
+  int64_t kc = 768;   // maximum depth per pass
+  int64_t nc = 2048;  // columns of packed B per block (multiple of NR): KC x NC floats, in L3
+  bool shared_b = true;  // threads split M share one packed B (else each packs its own)
 };
 inline Blocking& blocking() {
   static Blocking b;
@@ -108,21 +117,56 @@ inline void transpose8(__m256& r0, __m256& r1, __m256& r2, __m256& r3, __m256& r
 // Packs op(A)[0:mc, 0:kc] (a points at element (0,0) of the block) into ceil(mc/MR) micro-panels
 // of MR x kc, stored k-major (MR consecutive floats per k), zero-padded to whole panels. The
 // destination needs MR*kc*panels + 8 floats (the vector path writes up to 2 floats past a panel).
-inline void pack_a(bool trans, int64_t mc, int64_t kc, const float* a, int64_t lda, float* out) {
-  for (int64_t i0 = 0; i0 < mc; i0 += MR, out += MR * kc) {
-    const int64_t m = std::min(MR, mc - i0);
-    if (trans) {  // op(A)(i,k) = a[k*lda + i]: MR consecutive floats per k
-      const float* src = a + i0;
-      if (m == MR) {
-        for (int64_t k = 0; k < kc; ++k) std::memcpy(out + k * MR, src + k * lda, MR * sizeof(float));
+// Rows of the source are contiguous along the packed panels' short side (A transposed, B not):
+// copies `w` of each source row into panels of width W, KB source rows at a time so the rows
+// being read stay in L1 while every panel is written.
+template <int64_t W>
+inline void pack_rows(int64_t kc, int64_t w, const float* src, int64_t ld, float* out) {
+  constexpr int64_t KB = 8;
+  for (int64_t k0 = 0; k0 < kc; k0 += KB) {
+    const int64_t k1 = std::min(kc, k0 + KB);
+    float* panel = out;
+    for (int64_t j0 = 0; j0 < w; j0 += W, panel += W * kc) {
+      const int64_t n = std::min(W, w - j0);
+      if (n == W) {
+#if LOOM_GEMM_AVX2
+        if constexpr (W == 16) {
+          for (int64_t k = k0; k < k1; ++k) {
+            _mm256_store_ps(panel + k * W, _mm256_loadu_ps(src + k * ld + j0));
+            _mm256_store_ps(panel + k * W + 8, _mm256_loadu_ps(src + k * ld + j0 + 8));
+          }
+          continue;
+        } else if constexpr (W == 6) {
+          // One 8-wide load and store per row: the store spills 2 floats into the next row's slot,
+          // which that row overwrites later. Exact copies where the load could pass the end of the
+          // block's columns (last panel) or the store the end of the panel (last row).
+          if (j0 + 8 <= w) {
+            const int64_t kv = std::min(k1, kc - 1);
+            int64_t k = k0;
+            for (; k < kv; ++k) _mm256_storeu_ps(panel + k * W, _mm256_loadu_ps(src + k * ld + j0));
+            for (; k < k1; ++k) std::memcpy(panel + k * W, src + k * ld + j0, W * sizeof(float));
+            continue;
+          }
+        }
+#endif
+        for (int64_t k = k0; k < k1; ++k) std::memcpy(panel + k * W, src + k * ld + j0, W * sizeof(float));
       } else {
-        for (int64_t k = 0; k < kc; ++k) {
-          for (int64_t i = 0; i < m; ++i) out[k * MR + i] = src[k * lda + i];
-          for (int64_t i = m; i < MR; ++i) out[k * MR + i] = 0.f;
+        for (int64_t k = k0; k < k1; ++k) {
+          for (int64_t j = 0; j < n; ++j) panel[k * W + j] = src[k * ld + j0 + j];
+          for (int64_t j = n; j < W; ++j) panel[k * W + j] = 0.f;
         }
       }
-      continue;
     }
+  }
+}
+
+inline void pack_a(bool trans, int64_t mc, int64_t kc, const float* a, int64_t lda, float* out) {
+  if (trans) {  // op(A)(i,k) = a[k*lda + i]: MR consecutive floats per k
+    pack_rows<MR>(kc, mc, a, lda, out);
+    return;
+  }
+  for (int64_t i0 = 0; i0 < mc; i0 += MR, out += MR * kc) {
+    const int64_t m = std::min(MR, mc - i0);
     // op(A)(i,k) = a[i*lda + k]: gather one float from each of MR rows per k.
     const float* src = a + i0 * lda;
     int64_t k = 0;
@@ -160,27 +204,12 @@ inline void pack_a(bool trans, int64_t mc, int64_t kc, const float* a, int64_t l
 // Packs op(B)[0:kc, 0:nc] into ceil(nc/NR) micro-panels of kc x NR (NR consecutive floats per k),
 // zero-padded to whole panels.
 inline void pack_b(bool trans, int64_t kc, int64_t nc, const float* b, int64_t ldb, float* out) {
+  if (!trans) {  // op(B)(k,j) = b[k*ldb + j]: NR consecutive floats per k
+    pack_rows<NR>(kc, nc, b, ldb, out);
+    return;
+  }
   for (int64_t j0 = 0; j0 < nc; j0 += NR, out += NR * kc) {
     const int64_t n = std::min(NR, nc - j0);
-    if (!trans) {  // op(B)(k,j) = b[k*ldb + j]: NR consecutive floats per k
-      const float* src = b + j0;
-      if (n == NR) {
-        for (int64_t k = 0; k < kc; ++k) {
-#if LOOM_GEMM_AVX2
-          _mm256_store_ps(out + k * NR, _mm256_loadu_ps(src + k * ldb));
-          _mm256_store_ps(out + k * NR + 8, _mm256_loadu_ps(src + k * ldb + 8));
-#else
-          std::memcpy(out + k * NR, src + k * ldb, NR * sizeof(float));
-#endif
-        }
-      } else {
-        for (int64_t k = 0; k < kc; ++k) {
-          for (int64_t j = 0; j < n; ++j) out[k * NR + j] = src[k * ldb + j];
-          for (int64_t j = n; j < NR; ++j) out[k * NR + j] = 0.f;
-        }
-      }
-      continue;
-    }
     // op(B)(k,j) = b[j*ldb + k]: gather one float from each of NR rows of b per k.
     const float* src = b + j0 * ldb;
     int64_t k = 0;
@@ -217,80 +246,111 @@ inline void pack_b(bool trans, int64_t kc, int64_t nc, const float* b, int64_t l
 // The micro-kernel: acc = sum_k a[k*MR + i] * b[k*NR + j] over one packed MR x kc / kc x NR pair,
 // then C(i,j) = alpha*acc + beta*C(i,j) for the full MR x NR tile (C is not read when beta == 0).
 #if LOOM_GEMM_AVX2
+// One k step of the 6x16 kernel: 2 vector loads of B, 6 broadcasts of A, 12 FMAs into ymm4..15
+// (row i of the tile in ymm(4+2i), ymm(5+2i)). Offsets are bytes from the current a/b pointers.
+#define LOOM_GEMM_ASM_STEP(A0, A1, A2, A3, A4, A5, B0, B1) \
+  "vmovaps " B0 "(%[b]), %%ymm0\n\t"                       \
+  "vmovaps " B1 "(%[b]), %%ymm1\n\t"                       \
+  "vbroadcastss " A0 "(%[a]), %%ymm2\n\t"                  \
+  "vfmadd231ps %%ymm0, %%ymm2, %%ymm4\n\t"                 \
+  "vfmadd231ps %%ymm1, %%ymm2, %%ymm5\n\t"                 \
+  "vbroadcastss " A1 "(%[a]), %%ymm3\n\t"                  \
+  "vfmadd231ps %%ymm0, %%ymm3, %%ymm6\n\t"                 \
+  "vfmadd231ps %%ymm1, %%ymm3, %%ymm7\n\t"                 \
+  "vbroadcastss " A2 "(%[a]), %%ymm2\n\t"                  \
+  "vfmadd231ps %%ymm0, %%ymm2, %%ymm8\n\t"                 \
+  "vfmadd231ps %%ymm1, %%ymm2, %%ymm9\n\t"                 \
+  "vbroadcastss " A3 "(%[a]), %%ymm3\n\t"                  \
+  "vfmadd231ps %%ymm0, %%ymm3, %%ymm10\n\t"                \
+  "vfmadd231ps %%ymm1, %%ymm3, %%ymm11\n\t"                \
+  "vbroadcastss " A4 "(%[a]), %%ymm2\n\t"                  \
+  "vfmadd231ps %%ymm0, %%ymm2, %%ymm12\n\t"                \
+  "vfmadd231ps %%ymm1, %%ymm2, %%ymm13\n\t"                \
+  "vbroadcastss " A5 "(%[a]), %%ymm3\n\t"                  \
+  "vfmadd231ps %%ymm0, %%ymm3, %%ymm14\n\t"                \
+  "vfmadd231ps %%ymm1, %%ymm3, %%ymm15\n\t"
+
+// The k loop is inline assembly: with intrinsics g++ 12 folds B loads into the FMAs and shuffles
+// accumulators between registers (measured ~7% slower on the kernel alone).
 inline void kernel_6x16(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
                         int64_t ldc, float alpha, float beta) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  alignas(32) float acc[MR * NR];
   for (int64_t i = 0; i < MR; ++i) {
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
   }
-#define LOOM_GEMM_STEP(off_a, off_b)                           \
-  {                                                            \
-    const __m256 b0 = _mm256_load_ps(b + (off_b));             \
-    const __m256 b1 = _mm256_load_ps(b + (off_b) + 8);         \
-    __m256 av = _mm256_broadcast_ss(a + (off_a) + 0);          \
-    c00 = _mm256_fmadd_ps(av, b0, c00);                        \
-    c01 = _mm256_fmadd_ps(av, b1, c01);                        \
-    av = _mm256_broadcast_ss(a + (off_a) + 1);                 \
-    c10 = _mm256_fmadd_ps(av, b0, c10);                        \
-    c11 = _mm256_fmadd_ps(av, b1, c11);                        \
-    av = _mm256_broadcast_ss(a + (off_a) + 2);                 \
-    c20 = _mm256_fmadd_ps(av, b0, c20);                        \
-    c21 = _mm256_fmadd_ps(av, b1, c21);                        \
-    av = _mm256_broadcast_ss(a + (off_a) + 3);                 \
-    c30 = _mm256_fmadd_ps(av, b0, c30);                        \
-    c31 = _mm256_fmadd_ps(av, b1, c31);                        \
-    av = _mm256_broadcast_ss(a + (off_a) + 4);                 \
-    c40 = _mm256_fmadd_ps(av, b0, c40);                        \
-    c41 = _mm256_fmadd_ps(av, b1, c41);                        \
-    av = _mm256_broadcast_ss(a + (off_a) + 5);                 \
-    c50 = _mm256_fmadd_ps(av, b0, c50);                        \
-    c51 = _mm256_fmadd_ps(av, b1, c51);                        \
-  }
-  int64_t k = 0;
-  for (; k + 4 <= kc; k += 4) {
-    _mm_prefetch(reinterpret_cast<const char*>(a + 8 * MR), _MM_HINT_T0);
-    LOOM_GEMM_STEP(0 * MR, 0 * NR)
-    LOOM_GEMM_STEP(1 * MR, 1 * NR)
-    LOOM_GEMM_STEP(2 * MR, 2 * NR)
-    LOOM_GEMM_STEP(3 * MR, 3 * NR)
-    a += 4 * MR;
-    b += 4 * NR;
-  }
-  for (; k < kc; ++k) {
-    LOOM_GEMM_STEP(0, 0)
-    a += MR;
-    b += NR;
-  }
-#undef LOOM_GEMM_STEP
+  int64_t iter = kc / 4, rem = kc % 4;
+  __asm__ volatile(
+      "vxorps %%ymm4, %%ymm4, %%ymm4\n\t"
+      "vxorps %%ymm5, %%ymm5, %%ymm5\n\t"
+      "vxorps %%ymm6, %%ymm6, %%ymm6\n\t"
+      "vxorps %%ymm7, %%ymm7, %%ymm7\n\t"
+      "vxorps %%ymm8, %%ymm8, %%ymm8\n\t"
+      "vxorps %%ymm9, %%ymm9, %%ymm9\n\t"
+      "vxorps %%ymm10, %%ymm10, %%ymm10\n\t"
+      "vxorps %%ymm11, %%ymm11, %%ymm11\n\t"
+      "vxorps %%ymm12, %%ymm12, %%ymm12\n\t"
+      "vxorps %%ymm13, %%ymm13, %%ymm13\n\t"
+      "vxorps %%ymm14, %%ymm14, %%ymm14\n\t"
+      "vxorps %%ymm15, %%ymm15, %%ymm15\n\t"
+      "test %[iter], %[iter]\n\t"
+      "jz 2f\n\t"
+      ".p2align 5\n"
+      "1:\n\t"
+      "prefetcht0 384(%[a])\n\t"
+      LOOM_GEMM_ASM_STEP("0", "4", "8", "12", "16", "20", "0", "32")
+      LOOM_GEMM_ASM_STEP("24", "28", "32", "36", "40", "44", "64", "96")
+      LOOM_GEMM_ASM_STEP("48", "52", "56", "60", "64", "68", "128", "160")
+      LOOM_GEMM_ASM_STEP("72", "76", "80", "84", "88", "92", "192", "224")
+      "add $96, %[a]\n\t"
+      "add $256, %[b]\n\t"
+      "dec %[iter]\n\t"
+      "jnz 1b\n"
+      "2:\n\t"
+      "test %[rem], %[rem]\n\t"
+      "jz 4f\n"
+      "3:\n\t"
+      LOOM_GEMM_ASM_STEP("0", "4", "8", "12", "16", "20", "0", "32")
+      "add $24, %[a]\n\t"
+      "add $64, %[b]\n\t"
+      "dec %[rem]\n\t"
+      "jnz 3b\n"
+      "4:\n\t"
+      "vmovaps %%ymm4, 0(%[acc])\n\t"
+      "vmovaps %%ymm5, 32(%[acc])\n\t"
+      "vmovaps %%ymm6, 64(%[acc])\n\t"
+      "vmovaps %%ymm7, 96(%[acc])\n\t"
+      "vmovaps %%ymm8, 128(%[acc])\n\t"
+      "vmovaps %%ymm9, 160(%[acc])\n\t"
+      "vmovaps %%ymm10, 192(%[acc])\n\t"
+      "vmovaps %%ymm11, 224(%[acc])\n\t"
+      "vmovaps %%ymm12, 256(%[acc])\n\t"
+      "vmovaps %%ymm13, 288(%[acc])\n\t"
+      "vmovaps %%ymm14, 320(%[acc])\n\t"
+      "vmovaps %%ymm15, 352(%[acc])\n\t"
+      "vzeroupper\n\t"
+      : [a] "+r"(a), [b] "+r"(b), [iter] "+r"(iter), [rem] "+r"(rem)
+      : [acc] "r"(acc)
+      : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10",
+        "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "cc", "memory");
   const __m256 va = _mm256_set1_ps(alpha);
-  auto store = [&](float* p, __m256 acc) {
+  for (int64_t i = 0; i < MR; ++i) {
+    float* p = c + i * ldc;
+    const __m256 lo = _mm256_load_ps(acc + i * NR), hi = _mm256_load_ps(acc + i * NR + 8);
     if (beta == 0.f) {
-      _mm256_storeu_ps(p, _mm256_mul_ps(acc, va));
+      _mm256_storeu_ps(p, _mm256_mul_ps(lo, va));
+      _mm256_storeu_ps(p + 8, _mm256_mul_ps(hi, va));
     } else if (beta == 1.f) {
-      _mm256_storeu_ps(p, _mm256_fmadd_ps(acc, va, _mm256_loadu_ps(p)));
+      _mm256_storeu_ps(p, _mm256_fmadd_ps(lo, va, _mm256_loadu_ps(p)));
+      _mm256_storeu_ps(p + 8, _mm256_fmadd_ps(hi, va, _mm256_loadu_ps(p + 8)));
     } else {
-      _mm256_storeu_ps(p, _mm256_fmadd_ps(acc, va, _mm256_mul_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(p))));
+      const __m256 vb = _mm256_set1_ps(beta);
+      _mm256_storeu_ps(p, _mm256_fmadd_ps(lo, va, _mm256_mul_ps(vb, _mm256_loadu_ps(p))));
+      _mm256_storeu_ps(p + 8, _mm256_fmadd_ps(hi, va, _mm256_mul_ps(vb, _mm256_loadu_ps(p + 8))));
     }
-  };
-  store(c + 0 * ldc, c00);
-  store(c + 0 * ldc + 8, c01);
-  store(c + 1 * ldc, c10);
-  store(c + 1 * ldc + 8, c11);
-  store(c + 2 * ldc, c20);
-  store(c + 2 * ldc + 8, c21);
-  store(c + 3 * ldc, c30);
-  store(c + 3 * ldc + 8, c31);
-  store(c + 4 * ldc, c40);
-  store(c + 4 * ldc + 8, c41);
-  store(c + 5 * ldc, c50);
-  store(c + 5 * ldc + 8, c51);
+  }
 }
+#undef LOOM_GEMM_ASM_STEP
 #else
 inline void kernel_6x16(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
                         int64_t ldc, float alpha, float beta) {
@@ -304,9 +364,35 @@ inline void kernel_6x16(int64_t kc, const float* __restrict a, const float* __re
 }
 #endif
 
+// Software prefetch of a strided 2-D region (rows of row_bytes each), a few cache lines at a time:
+// the macro-kernel uses it to pull the next block of A towards L2 while it computes, so packing
+// that block does not stall on memory.
+struct RegionPrefetch {
+  const char* row = nullptr;  // current row
+  int64_t stride = 0, row_bytes = 0, rows_left = 0, off = 0, per_step = 0;
+  RegionPrefetch() = default;
+  RegionPrefetch(const float* p, int64_t stride_floats, int64_t nrows, int64_t row_floats, int64_t steps)
+      : row(reinterpret_cast<const char*>(p)), stride(stride_floats * 4), row_bytes(row_floats * 4),
+        rows_left(nrows) {
+    const int64_t lines = nrows * ((row_bytes + 63) / 64 + 1);
+    per_step = steps > 0 ? (lines + steps - 1) / steps : 0;
+  }
+  void step() {
+    for (int64_t i = 0; i < per_step && rows_left > 0; ++i) {
+      __builtin_prefetch(row + off, 0, 2);
+      off += 64;
+      if (off >= row_bytes + 64) {
+        off = 0;
+        row += stride;
+        --rows_left;
+      }
+    }
+  }
+};
+
 // One MC x NC block of C from packed A (mc x kc) and packed B (kc x nc).
 inline void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const float* pa, const float* pb,
-                         float* c, int64_t ldc, float alpha, float beta) {
+                         float* c, int64_t ldc, float alpha, float beta, RegionPrefetch pf) {
   alignas(64) float tmp[MR * NR];
   for (int64_t j0 = 0; j0 < nc; j0 += NR) {
     const int64_t n = std::min(NR, nc - j0);
@@ -315,6 +401,7 @@ inline void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const float* pa, co
       const int64_t m = std::min(MR, mc - i0);
       const float* a = pa + i0 * kc;
       float* cij = c + i0 * ldc + j0;
+      pf.step();
       if (m == MR && n == NR) {
         kernel_6x16(kc, a, b, cij, ldc, alpha, beta);
       } else {  // edge tile: full tile into tmp, then the valid m x n part into C
@@ -331,31 +418,83 @@ inline void macro_kernel(int64_t mc, int64_t nc, int64_t kc, const float* pa, co
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// K and M cut into near-equal blocks no larger than KC / MC (kc a multiple of 4, mc of MR).
+inline int64_t pass_depth(int64_t K) {
+  const int64_t k_blocks = (K + blocking().kc - 1) / blocking().kc;
+  return round_up((K + k_blocks - 1) / k_blocks, 4);
+}
+inline int64_t block_rows(int64_t M) {
+  const int64_t m_blocks = (M + blocking().mc - 1) / blocking().mc;
+  return round_up((M + m_blocks - 1) / m_blocks, MR);
+}
+
+// Rows [0, M) of one pass: C[0:M, 0:nc] (+)= alpha * op(A)[0:M, 0:kc] * packed B. `a` points at
+// op(A)(0, 0) of the pass. Packs A block by block into this thread's buffer.
+inline void gemm_rows(bool ta, int64_t M, int64_t nc, int64_t kc, float alpha, const float* a,
+                      int64_t lda, const float* pb, float beta, float* c, int64_t ldc) {
+  const int64_t mc_max = block_rows(M);
+  float* pa = tls_pack_a().get(size_t(kc * mc_max + 8));
+  for (int64_t i0 = 0; i0 < M; i0 += mc_max) {
+    const int64_t mc = std::min(mc_max, M - i0);
+    pack_a(ta, mc, kc, ta ? a + i0 : a + i0 * lda, lda, pa);
+    // While computing this block, prefetch the source of the next block of A.
+    RegionPrefetch pf;
+    const int64_t i1 = i0 + mc, mc1 = std::min(mc_max, M - i1);
+    if (mc1 > 0) {
+      const int64_t steps = ((mc + MR - 1) / MR) * ((nc + NR - 1) / NR);
+      pf = ta ? RegionPrefetch(a + i1, lda, kc, mc1, steps) : RegionPrefetch(a + i1 * lda, lda, mc1, kc, steps);
+    }
+    macro_kernel(mc, nc, kc, pa, pb, c + i0 * ldc, ldc, alpha, beta, pf);
+  }
+}
+
 // Serial GEMM on one block; a/b/c point at the block's first element of op(A), op(B), C.
 // Requires M, N, K >= 1 and alpha != 0.
 inline void gemm_serial(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                         const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
                         float* c, int64_t ldc) {
-  const Blocking& bl = blocking();
-  // Split K and M into near-equal blocks no larger than KC / MC.
-  const int64_t k_blocks = (K + bl.kc - 1) / bl.kc;
-  const int64_t kc_max = round_up((K + k_blocks - 1) / k_blocks, 4);
-  const int64_t m_blocks = (M + bl.mc - 1) / bl.mc;
-  const int64_t mc_max = round_up((M + m_blocks - 1) / m_blocks, MR);
-  const int64_t nc_max = std::min(round_up(N, NR), bl.nc);
+  const int64_t kc_max = pass_depth(K);
+  const int64_t nc_max = std::min(round_up(N, NR), blocking().nc);
   float* pb = tls_pack_b().get(size_t(kc_max * nc_max));
-  float* pa = tls_pack_a().get(size_t(kc_max * mc_max + 8));
   for (int64_t j0 = 0; j0 < N; j0 += nc_max) {
     const int64_t nc = std::min(nc_max, N - j0);
     for (int64_t p0 = 0; p0 < K; p0 += kc_max) {
       const int64_t kc = std::min(kc_max, K - p0);
       pack_b(tb, kc, nc, tb ? b + j0 * ldb + p0 : b + p0 * ldb + j0, ldb, pb);
-      const float beta_k = p0 == 0 ? beta : 1.f;
-      for (int64_t i0 = 0; i0 < M; i0 += mc_max) {
-        const int64_t mc = std::min(mc_max, M - i0);
-        pack_a(ta, mc, kc, ta ? a + p0 * lda + i0 : a + i0 * lda + p0, lda, pa);
-        macro_kernel(mc, nc, kc, pa, pb, c + i0 * ldc + j0, ldc, alpha, beta_k);
-      }
+      gemm_rows(ta, M, nc, kc, alpha, ta ? a + p0 * lda : a + p0, lda, pb, p0 == 0 ? beta : 1.f,
+                c + j0, ldc);
+    }
+  }
+}
+
+// Parallel GEMM with the rows of C split among `tasks` threads and op(B) packed once per pass
+// into a shared buffer by all of them (BLIS-style): no thread repacks B, which matters when
+// each thread's share of M is small against K.
+inline void gemm_shared_b(int64_t tasks, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                          float alpha, const float* a, int64_t lda, const float* b, int64_t ldb,
+                          float beta, float* c, int64_t ldc) {
+  const int64_t kc_max = pass_depth(K);
+  const int64_t nc_max = std::min(round_up(N, NR), blocking().nc);
+  float* pb = tls_pack_b().get(size_t(kc_max * nc_max));  // the caller's buffer, read by all
+  const int64_t mu = (M + MR - 1) / MR;
+  for (int64_t j0 = 0; j0 < N; j0 += nc_max) {
+    const int64_t nc = std::min(nc_max, N - j0);
+    const int64_t panels = (nc + NR - 1) / NR;
+    for (int64_t p0 = 0; p0 < K; p0 += kc_max) {
+      const int64_t kc = std::min(kc_max, K - p0);
+      const float* bp = tb ? b + j0 * ldb + p0 : b + p0 * ldb + j0;
+      parallel_tasks(std::min(tasks, panels), [&](int64_t t) {
+        const int64_t n = std::min(tasks, panels);
+        const int64_t q0 = panels * t / n, q1 = panels * (t + 1) / n;
+        const int64_t c0 = q0 * NR, c1 = std::min(nc, q1 * NR);
+        if (c1 > c0) pack_b(tb, kc, c1 - c0, tb ? bp + c0 * ldb : bp + c0, ldb, pb + q0 * NR * kc);
+      });
+      parallel_tasks(tasks, [&](int64_t t) {
+        const int64_t r0 = std::min(M, mu * t / tasks * MR), r1 = std::min(M, mu * (t + 1) / tasks * MR);
+        if (r1 <= r0) return;
+        const float* ap = ta ? a + p0 * lda + r0 : a + r0 * lda + p0;
+        gemm_rows(ta, r1 - r0, nc, kc, alpha, ap, lda, pb, p0 == 0 ? beta : 1.f, c + r0 * ldc + j0, ldc);
+      });
     }
   }
 }
@@ -469,6 +608,10 @@ inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, fl
     return;
   }
   const Split s = choose_split(M, N, threads);
+  if (s.tn == 1 && blocking().shared_b) {
+    gemm_shared_b(s.tm, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   parallel_tasks(s.tm * s.tn, [&](int64_t t) {
     gemm_block(s, t, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   });
