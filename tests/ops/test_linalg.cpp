@@ -200,6 +200,18 @@ TEMPLATE_TEST_CASE("matmul broadcasts batch dims", "[linalg]", float, double) {
   CHECK(peak_extra_bytes([&] { return loom::matmul(shared, per_batch); }) == allocation_bytes<T>({4, 7, 3}));
 }
 
+TEST_CASE("empty products: K = 0 gives zeros (or the bias), empty extents give empty results", "[linalg]") {
+  const Tensor<float> zero_k = loom::matmul(Tensor<float>::ones({3, 0}), Tensor<float>::ones({0, 4}));
+  REQUIRE(zero_k.shape() == Shape{3, 4});
+  require_close(zero_k, std::vector<double>(12, 0.0), {0, 0});
+  REQUIRE(loom::matmul(Tensor<float>::ones({0, 3}), Tensor<float>::ones({3, 4})).shape() == Shape{0, 4});
+  REQUIRE(loom::matmul(Tensor<double>::ones({2, 0, 7, 3}), Tensor<double>::ones({3, 4})).shape() == Shape{2, 0, 7, 4});
+  const Tensor<float> bias = random_tensor<float>({3}, 55);
+  const auto bv = to_double(bias);
+  const Tensor<float> only_bias = loom::linear(Tensor<float>::ones({2, 0}), Tensor<float>::ones({3, 0}), bias);
+  require_close(only_bias, {bv[0], bv[1], bv[2], bv[0], bv[1], bv[2]}, {0, 0});
+}
+
 TEST_CASE("matmul with 1-D operands follows torch.matmul", "[linalg]") {
   const Tensor<double> v = random_tensor<double>({97}, 61), w = random_tensor<double>({97}, 62);
   const Tensor<double> m = random_tensor<double>({7, 97}, 63), n = random_tensor<double>({97, 5}, 64);
