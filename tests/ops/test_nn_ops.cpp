@@ -215,6 +215,37 @@ TEST_CASE("softmax with -inf entries (masking); an all -inf line gives NaN as Py
   REQUIRE(std::abs(ly[0] - std::log(0.5f)) < 1e-6f);
 }
 
+TEST_CASE("softmax on long lines: masked entries give exactly 0, NaN and +inf poison the line", "[softmax]") {
+  // 37 elements per line: the vectorized path, not only the scalar tail.
+  std::vector<double> v = random_values(3 * 37, 61);
+  for (int i : {2, 9, 20, 33}) v[size_t(i)] = -INFINITY;          // line 0: masked entries
+  v[37 + 12] = std::numeric_limits<double>::quiet_NaN();          // line 1: a NaN
+  v[74 + 5] = INFINITY;                                           // line 2: a +inf
+  Tensor<float> x = from_doubles<float>({3, 37}, v);
+  x.requires_grad_();
+  const std::vector<float> y = loom::softmax(x, 1).to_vector();
+  const std::vector<float> ly = loom::log_softmax(x, 1).to_vector();
+  std::vector<double> line0(v.begin(), v.begin() + 37);
+  const std::vector<double> ref0 = ref_softmax(line0, {37}, 0, false);
+  for (int i = 0; i < 37; ++i) {
+    if (std::isinf(line0[size_t(i)])) {
+      REQUIRE(y[size_t(i)] == 0.0f);
+      REQUIRE(ly[size_t(i)] == -INFINITY);
+    } else {
+      REQUIRE(std::abs(y[size_t(i)] - ref0[size_t(i)]) <= 1e-6 + 1e-5 * ref0[size_t(i)]);
+    }
+  }
+  for (int i = 37; i < 111; ++i) {
+    REQUIRE(std::isnan(y[size_t(i)]));
+    REQUIRE(std::isnan(ly[size_t(i)]));
+  }
+  // log_softmax backward through masked entries: exp(-inf) = 0, so their gradient is g itself.
+  const Tensor<float> g = make<float>({1, 37}, 62);
+  loom::log_softmax(x.narrow(0, 0, 1), 1).backward(g);
+  const std::vector<float> gx = x.grad().to_vector(), gv = g.to_vector();
+  for (int i : {2, 9, 20, 33}) REQUIRE(gx[size_t(i)] == gv[size_t(i)]);
+}
+
 TEST_CASE("softmax and log_softmax backward against the naive Jacobian", "[softmax][grad]") {
   for (const Shape& shape : {Shape{7}, Shape{97}, Shape{5, 9}, Shape{3, 1, 7}}) {
     for (int dim = 0; dim < shape.size(); ++dim) {
@@ -459,17 +490,27 @@ TEST_CASE("gelu float: a dense sweep over [-12, 12], both forms, value and deriv
 }
 
 TEST_CASE("gelu at the float range ends and NaN", "[gelu]") {
+  // Repeated 5 times, so that the values pass through the vectorized code as well as the tail.
+  const std::vector<double> ends{-3e38, -1e13, 1e13, 3e38, 0}, gelu_ends{0, 0, 1e13, 3e38, 0}, slopes{0, 0, 1, 1, 0.5};
+  std::vector<double> xs, ys, ds;
+  for (int r = 0; r < 5; ++r) {
+    xs.insert(xs.end(), ends.begin(), ends.end());
+    ys.insert(ys.end(), gelu_ends.begin(), gelu_ends.end());
+    ds.insert(ds.end(), slopes.begin(), slopes.end());
+  }
   const float nan = std::numeric_limits<float>::quiet_NaN();
   for (GeluApprox a : {GeluApprox::none, GeluApprox::tanh}) {
-    Tensor<float> x = from_doubles<float>({5}, {-3e38, -1e13, 1e13, 3e38, 0});
+    Tensor<float> x = from_doubles<float>({25}, xs);
     x.requires_grad_();
     const Tensor<float> y = loom::gelu(x, a);
-    require_close(y, {0, 0, 1e13, 3e38, 0});
-    y.backward(Tensor<float>::ones({5}));
-    require_close(x.grad(), {0, 0, 1, 1, 0.5});
-    const Tensor<float> yn = loom::gelu(Tensor<float>::from_vector({2}, std::vector<float>{nan, 1}), a);
-    REQUIRE(std::isnan(yn.to_vector()[0]));
-    REQUIRE(std::abs(yn.to_vector()[1] - ref_gelu(1, a)) < 1e-6);
+    require_close(y, ys);
+    y.backward(Tensor<float>::ones({25}));
+    require_close(x.grad(), ds);
+    std::vector<float> with_nan(20, 1.0f);
+    with_nan[3] = nan;
+    const std::vector<float> yn = loom::gelu(Tensor<float>::from_vector({20}, with_nan), a).to_vector();
+    REQUIRE(std::isnan(yn[3]));
+    REQUIRE(std::abs(yn[4] - ref_gelu(1, a)) < 1e-6);
   }
 }
 

@@ -4,11 +4,8 @@
 //         gelu'(x) = Phi(x) + x * phi(x),   phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
 //   tanh: gelu(x) = 0.5 x (1 + tanh(u)),   u = sqrt(2 / pi) (x + 0.044715 x^3)
 //         gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) sqrt(2 / pi) (1 + 3 * 0.044715 x^2)
-// Computed in float for float and bf16 (vectorized with Eigen's array functions, in blocks of 256),
-// in double for double (Eigen falls back to the accurate std::erf / std::tanh there).
-#include <Eigen/Core>
-#include <unsupported/Eigen/SpecialFunctions>
-
+// Computed in float for float and bf16, in double for double, in blocks of 256 elements with the
+// vectorized exp/erf of loom/ops/fast_math.hpp (for double, erf is std::erf).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -18,6 +15,7 @@
 #include "loom/autograd/engine.hpp"
 #include "loom/core/iterate.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/ops/fast_math.hpp"
 
 namespace loom {
 
@@ -34,14 +32,6 @@ struct GeluConstants {
   static constexpr C kSqrt2OverPi = C(0.79788456080286535588);  // sqrt(2 / pi)
   static constexpr C kKappa = C(0.044715);
 };
-
-template <class C>
-using ArrayMap = Eigen::Map<Eigen::Array<C, Eigen::Dynamic, 1>>;
-template <class C>
-using ConstArrayMap = Eigen::Map<const Eigen::Array<C, Eigen::Dynamic, 1>>;
-
-// Only the transcendental functions go through Eigen (its erf/exp are vectorized; its select() and
-// sign() are not): the rest are plain loops that the compiler vectorizes.
 
 // The tanh form is evaluated through the logistic function, 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)):
 // the same function, but without the cancellation of 1 + tanh(u) for negative u, which in float
@@ -61,35 +51,30 @@ void gelu_clamp(const C* x, C* c, int64_t n) {
   for (int64_t i = 0; i < n; ++i) c[i] = std::max(c[i], -kGeluClampX<C>);
 }
 
-// a = -2u = -2 sqrt(2 / pi) (c + kappa c^3)
+// a = -2u = -2 sqrt(2 / pi) (c + kappa c^3);  b = min(a, kGeluMaxExp)
 template <class C>
-void gelu_minus_2u(const C* c, C* a, int64_t n) {
+void gelu_minus_2u(const C* c, C* a, C* b, int64_t n) {
   using K = GeluConstants<C>;
   for (int64_t i = 0; i < n; ++i) a[i] = C(-2) * K::kSqrt2OverPi * (c[i] + K::kKappa * c[i] * c[i] * c[i]);
+  for (int64_t i = 0; i < n; ++i) b[i] = std::min(a[i], kGeluMaxExp<C>);
 }
 
-// Eigen's fast float erf approaches +-1 without reaching it; beyond |z| = 4 the float erf is exactly
-// +-1, which keeps gelu(-large) = -0 instead of x * 1e-8. (The double erf is std::erf.)
-template <class C>
-C saturate_erf(C z, C erf_z) {
-  return std::is_same_v<C, float> && std::abs(z) >= C(4) ? std::copysign(C(1), z) : erf_z;
-}
-
-// y = gelu(x) for n <= kGeluBlock contiguous elements (y may not alias x).
+// y = gelu(x) for n <= kGeluBlock contiguous elements (y may not alias x). Plain loops vectorize;
+// the transcendental functions are the blocks of loom/ops/fast_math.hpp.
 template <class C>
 void gelu_block(const C* x, C* y, int64_t n, GeluApprox approx) {
   using K = GeluConstants<C>;
-  alignas(64) C a[kGeluBlock];
+  alignas(64) C a[kGeluBlock] = {}, b[kGeluBlock] = {};  // zeroed: keeps -Wmaybe-uninitialized quiet
   if (approx == GeluApprox::tanh) {
     gelu_clamp(x, y, n);
-    gelu_minus_2u(y, a, n);
-    ArrayMap<C>(y, n) = ConstArrayMap<C>(a, n).min(kGeluMaxExp<C>).exp();  // e
-    // Masks by multiplication: a conditional division would keep the loop from vectorizing.
+    gelu_minus_2u(y, a, b, n);
+    exp_block(b, y, n);  // e = exp(-2u)
+    // Masked by multiplication: a conditional division would keep the loop from vectorizing.
     for (int64_t i = 0; i < n; ++i) y[i] = (a[i] > kGeluMaxExp<C> ? C(0) : C(1)) * (x[i] / (C(1) + y[i]));
   } else {
     for (int64_t i = 0; i < n; ++i) a[i] = x[i] * K::kSqrtHalf;
-    ArrayMap<C>(y, n) = ConstArrayMap<C>(a, n).erf();
-    for (int64_t i = 0; i < n; ++i) y[i] = C(0.5) * x[i] * (C(1) + saturate_erf(a[i], y[i]));
+    erf_block(a, y, n);
+    for (int64_t i = 0; i < n; ++i) y[i] = C(0.5) * x[i] * (C(1) + y[i]);
   }
 }
 
@@ -97,28 +82,27 @@ void gelu_block(const C* x, C* y, int64_t n, GeluApprox approx) {
 template <class C>
 void gelu_grad_block(const C* x, const C* g, C* dx, int64_t n, GeluApprox approx) {
   using K = GeluConstants<C>;
-  alignas(64) C a[kGeluBlock], b[kGeluBlock], c[kGeluBlock];
+  alignas(64) C a[kGeluBlock] = {}, b[kGeluBlock] = {}, c[kGeluBlock] = {};
   if (approx == GeluApprox::tanh) {
     // With e = exp(-2u), s = sigmoid(2u) = 1 / (1 + e) and sigmoid(-2u) = e s:
     //   gelu'(x) = s (1 + 2 x (e s) u'),   u' = sqrt(2 / pi) (1 + 3 kappa x^2)
     gelu_clamp(x, c, n);
-    gelu_minus_2u(c, a, n);
-    ArrayMap<C>(b, n) = ConstArrayMap<C>(a, n).min(kGeluMaxExp<C>).exp();  // e
+    gelu_minus_2u(c, a, b, n);
+    exp_block(b, dx, n);  // e
     for (int64_t i = 0; i < n; ++i) {
-      const C e = b[i], s = C(1) / (C(1) + e);
+      const C e = dx[i], s = C(1) / (C(1) + e);
       const C du = K::kSqrt2OverPi * (C(1) + C(3) * K::kKappa * c[i] * c[i]);
       dx[i] = (a[i] > kGeluMaxExp<C> ? C(0) : C(1)) * g[i] * (s * (C(1) + C(2) * c[i] * (e * s) * du));
     }
   } else {
-    // gelu'(x) = Phi(x) + x phi(x)
+    // gelu'(x) = Phi(x) + x phi(x),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
     for (int64_t i = 0; i < n; ++i) {
       a[i] = x[i] * K::kSqrtHalf;
       b[i] = C(-0.5) * x[i] * x[i];
     }
-    ArrayMap<C>(dx, n) = ConstArrayMap<C>(a, n).erf();
-    ArrayMap<C>(b, n) = ConstArrayMap<C>(b, n).exp();
-    for (int64_t i = 0; i < n; ++i)
-      dx[i] = g[i] * (C(0.5) * (C(1) + saturate_erf(a[i], dx[i])) + x[i] * b[i] * K::kInvSqrt2Pi);
+    erf_block(a, dx, n);
+    exp_block(b, c, n);
+    for (int64_t i = 0; i < n; ++i) dx[i] = g[i] * (C(0.5) * (C(1) + dx[i]) + x[i] * c[i] * K::kInvSqrt2Pi);
   }
 }
 

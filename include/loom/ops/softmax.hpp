@@ -3,8 +3,8 @@
 // exp), each with its backward computed from the saved output:
 //   softmax:      dx = y * (g - sum(g * y))
 //   log_softmax:  dx = g - exp(y) * sum(g)
-// Sums are accumulated in double. As in PyTorch, a line that is all -inf (or holds NaN or +inf)
-// gives NaN.
+// Sums are accumulated in double; exp is vectorized (loom/ops/fast_math.hpp). As in PyTorch, a line
+// that is all -inf (or holds a NaN or a +inf) gives NaN.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -17,6 +17,8 @@
 #include "loom/core/iterate.hpp"
 #include "loom/core/shape.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/ops/fast_math.hpp"
+#include "loom/ops/reduce.hpp"
 
 namespace loom {
 namespace detail {
@@ -56,6 +58,87 @@ inline int softmax_dim(const char* op, int64_t dim, const Shape& shape) {
   return shape.size() == 0 ? 0 : int(dim < 0 ? dim + wrap : dim);
 }
 
+// ---- per-line helpers: lines are brought into contiguous compute-type buffers so that the inner
+// loops vectorize (and exp runs through loom/ops/fast_math.hpp) whatever the layout and type.
+
+// Thread-local scratch line number `slot`, at least n long (it keeps the longest line seen).
+template <class C>
+C* line_scratch(int slot, int64_t n) {
+  thread_local std::vector<C> scratch[4];
+  std::vector<C>& buffer = scratch[slot];
+  if (int64_t(buffer.size()) < n) buffer.resize(size_t(n));
+  return buffer.data();
+}
+
+// The line p[0], p[stride], ... as contiguous compute-type values: p itself when it already is.
+template <class C, class T>
+const C* line_values(const T* p, int64_t stride, int64_t n, int slot) {
+  if constexpr (std::is_same_v<T, C>)
+    if (stride == 1) return p;
+  C* buffer = line_scratch<C>(slot, n);
+  if (stride == 1) {
+    for (int64_t i = 0; i < n; ++i) buffer[i] = C(p[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) buffer[i] = C(p[i * stride]);
+  }
+  return buffer;
+}
+
+// Where a line's result is computed: the output itself when it is contiguous and of the compute type.
+template <class C, class T>
+C* line_target(T* p, int64_t stride, int64_t n, int slot) {
+  if constexpr (std::is_same_v<T, C>)
+    if (stride == 1) return p;
+  return line_scratch<C>(slot, n);
+}
+
+template <class C, class T>
+void store_line(const C* values, T* p, int64_t stride, int64_t n) {
+  if (static_cast<const void*>(values) == static_cast<const void*>(p)) return;
+  if (stride == 1) {
+    for (int64_t i = 0; i < n; ++i) p[i] = T(values[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) p[i * stride] = T(values[i]);
+  }
+}
+
+// Largest value of a line, ignoring NaN, and whether a NaN was seen (8 lanes: vectorizable).
+template <class C>
+C max_run(const C* p, int64_t n, bool& has_nan) {
+  C m[8];
+  int nan[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (C& v : m) v = -std::numeric_limits<C>::infinity();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) {
+      m[k] = p[i + k] > m[k] ? p[i + k] : m[k];
+      nan[k] |= p[i + k] != p[i + k];
+    }
+  for (; i < n; ++i) {
+    m[0] = p[i] > m[0] ? p[i] : m[0];
+    nan[0] |= p[i] != p[i];
+  }
+  C best = m[0];
+  has_nan = nan[0];
+  for (int k = 1; k < 8; ++k) {
+    best = m[k] > best ? m[k] : best;
+    has_nan = has_nan || nan[k];
+  }
+  return best;
+}
+
+// sum_i a[i] b[i] in double (8 partial sums in a fixed order).
+template <class C>
+double dot_run(const C* a, const C* b, int64_t n) {
+  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += double(a[i + k]) * double(b[i + k]);
+  double tail = 0;
+  for (; i < n; ++i) tail += double(a[i]) * double(b[i]);
+  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
 template <class T, class Dev, bool kLog>
 Tensor<T, Dev> softmax_forward(const char* op, const Tensor<T, Dev>& x, int64_t dim_in) {
   static_assert(std::is_same_v<Dev, CPU>, "softmax: only the CPU backend exists so far");
@@ -65,28 +148,28 @@ Tensor<T, Dev> softmax_forward(const char* op, const Tensor<T, Dev>& x, int64_t 
   T* py = y.data();
   const T* px = x.data();
   for_each_line<2>(x.shape(), dim, {y.strides(), x.strides()}, [&](auto off, int64_t n, auto along) {
-    T* yl = py + off[0];
-    const T* xl = px + off[1];
-    const int64_t sy = along[0], sx = along[1];
-    C m = -std::numeric_limits<C>::infinity();
-    for (int64_t i = 0; i < n; ++i) m = std::max(m, C(xl[i * sx]));
-    double s = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const C e = std::exp(C(xl[i * sx]) - m);
-      if constexpr (!kLog && std::is_same_v<T, C>) yl[i * sy] = e;  // reused below
-      s += e;
-    }
-    if constexpr (kLog) {
-      const C log_s = C(std::log(s));
-      for (int64_t i = 0; i < n; ++i) yl[i * sy] = T((C(xl[i * sx]) - m) - log_s);
+    const C* xv = line_values<C>(px + off[1], along[1], n, 0);
+    C* out = line_target<C>(py + off[0], along[0], n, 1);
+    bool has_nan = false;
+    const C m = max_run(xv, n, has_nan);
+    if (has_nan || !std::isfinite(m)) {
+      // A NaN, a +inf (inf - inf) or a line of -inf: every output is NaN, as in PyTorch.
+      for (int64_t i = 0; i < n; ++i) out[i] = std::numeric_limits<C>::quiet_NaN();
     } else {
-      const C inv = C(1.0 / s);
-      for (int64_t i = 0; i < n; ++i) {
-        if constexpr (std::is_same_v<T, C>) yl[i * sy] *= inv;
-        else yl[i * sy] = T(std::exp(C(xl[i * sx]) - m) * inv);  // bf16: recompute at full precision
+      C* shifted = line_scratch<C>(2, n);
+      for (int64_t i = 0; i < n; ++i) shifted[i] = xv[i] - m;
+      C* e = kLog ? line_scratch<C>(3, n) : out;
+      exp_block(shifted, e, n);
+      const double s = sum_run(e, n, 1);
+      if constexpr (kLog) {
+        const C log_s = C(std::log(s));
+        for (int64_t i = 0; i < n; ++i) out[i] = shifted[i] - log_s;
+      } else {
+        const C inv = C(1.0 / s);
+        for (int64_t i = 0; i < n; ++i) out[i] *= inv;
       }
     }
-    // A NaN anywhere in the line reaches every output through s; max() above skips NaN.
+    store_line(out, py + off[0], along[0], n);
   });
   if (autograd::should_record(x.impl())) {
     autograd::record(kLog ? "LogSoftmaxBackward" : "SoftmaxBackward", y, {x.impl()},
@@ -95,22 +178,22 @@ Tensor<T, Dev> softmax_forward(const char* op, const Tensor<T, Dev>& x, int64_t 
                        Tensor<T, Dev> gx = Tensor<T, Dev>::empty(ys.shape());
                        T* pgx = gx.data();
                        const T *pys = ys.data(), *pg = g.data();
-                       for_each_line<3>(ys.shape(), dim, {gx.strides(), ys.strides(), g.strides()},
-                                        [&](auto off, int64_t n, auto along) {
-                                          T* dl = pgx + off[0];
-                                          const T* yl = pys + off[1];
-                                          const T* gl = pg + off[2];
-                                          double s = 0;  // softmax: sum(g * y); log_softmax: sum(g)
-                                          for (int64_t i = 0; i < n; ++i) {
-                                            const double gi = double(C(gl[i * along[2]]));
-                                            s += kLog ? gi : gi * double(C(yl[i * along[1]]));
-                                          }
-                                          const C sc = C(s);
-                                          for (int64_t i = 0; i < n; ++i) {
-                                            const C yi = C(yl[i * along[1]]), gi = C(gl[i * along[2]]);
-                                            dl[i * along[0]] = kLog ? T(gi - std::exp(yi) * sc) : T(yi * (gi - sc));
-                                          }
-                                        });
+                       for_each_line<3>(
+                           ys.shape(), dim, {gx.strides(), ys.strides(), g.strides()},
+                           [&](auto off, int64_t n, auto along) {
+                             const C* yv = line_values<C>(pys + off[1], along[1], n, 0);
+                             const C* gv = line_values<C>(pg + off[2], along[2], n, 1);
+                             C* out = line_target<C>(pgx + off[0], along[0], n, 2);
+                             if constexpr (kLog) {  // dx = g - exp(y) sum(g)
+                               const C s = C(sum_run(gv, n, 1));
+                               exp_block(yv, out, n);
+                               for (int64_t i = 0; i < n; ++i) out[i] = gv[i] - out[i] * s;
+                             } else {  // dx = y (g - sum(g y))
+                               const C dot = C(dot_run(gv, yv, n));
+                               for (int64_t i = 0; i < n; ++i) out[i] = yv[i] * (gv[i] - dot);
+                             }
+                             store_line(out, pgx + off[0], along[0], n);
+                           });
                        return std::vector<Tensor<T, Dev>>{gx};
                      });
   }
