@@ -4,6 +4,8 @@
 // increasing token-noise order); ids_keep = its first K entries, ids_restore = its inverse, so
 // that the decoder's unshuffle is a gather.
 #include <algorithm>
+#include <bit>
+#include <cstdint>
 #include <cmath>
 #include <numeric>
 #include <vector>
@@ -28,14 +30,24 @@ struct MaskPlan {
 
 namespace detail {
 
+// Sort key of (noise, index): the noise's bits above the index, so that plain integer order is
+// "by noise, ties by index". Valid because the mask noise lies in [0, 1) (non-negative floats
+// order like their bit patterns) and indices are below 2^32. Sorting these keys is several times
+// faster than sorting indices through a comparator that reads the noise.
+inline uint64_t noise_key(float noise, int64_t index) {
+  return (uint64_t(std::bit_cast<uint32_t>(noise)) << 32) | uint64_t(index);
+}
+
 // Indices of the n smallest values of `noise` over `candidates`, in increasing noise order
 // (ties broken by index, so the result is a pure function of the noise).
-inline std::vector<int64_t> smallest(const std::vector<float>& noise, std::vector<int64_t> candidates, int64_t n) {
-  auto less = [&](int64_t a, int64_t b) { return noise[size_t(a)] < noise[size_t(b)] || (noise[size_t(a)] == noise[size_t(b)] && a < b); };
-  n = std::min<int64_t>(n, int64_t(candidates.size()));
-  std::partial_sort(candidates.begin(), candidates.begin() + n, candidates.end(), less);
-  candidates.resize(size_t(n));
-  return candidates;
+inline std::vector<int64_t> smallest(const std::vector<float>& noise, const std::vector<int64_t>& candidates, int64_t n) {
+  std::vector<uint64_t> keys(candidates.size());
+  for (size_t i = 0; i < candidates.size(); ++i) keys[i] = noise_key(noise[size_t(candidates[i])], candidates[i]);
+  n = std::min<int64_t>(n, int64_t(keys.size()));
+  std::partial_sort(keys.begin(), keys.begin() + n, keys.end());
+  std::vector<int64_t> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[size_t(i)] = int64_t(keys[size_t(i)] & 0xffffffffu);
+  return out;
 }
 
 inline std::vector<int64_t> iota(int64_t n, int64_t start = 0, int64_t step = 1) {
@@ -170,6 +182,7 @@ inline MaskPlan make_mask_plan(const Strategy& strategy, int64_t B, int G, int64
   parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
     std::vector<float> noise(static_cast<size_t>(T));
     std::vector<uint8_t> visible(static_cast<size_t>(T));
+    std::vector<uint64_t> order(static_cast<size_t>(T));  // sort keys of ids_shuffle
     for (int64_t b = b0; b < b1; ++b) {
       const uint32_t sample = first_sample + uint32_t(b);
       const int member = detail::pick_member(strategy, seed, step, sample);
@@ -178,15 +191,15 @@ inline MaskPlan make_mask_plan(const Strategy& strategy, int64_t B, int G, int64
       mask_uniforms(seed, step, sample, kTokenNoise, T, noise.data());
       std::fill(visible.begin(), visible.end(), 0);
       for (int64_t t : detail::visible_tokens(s, G, L, K, noise, seed, step, sample)) visible[size_t(t)] = 1;
-      // ids_shuffle: visible tokens by noise, then hidden tokens by noise.
-      std::vector<int64_t> order = detail::iota(T);
-      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t c) {
-        if (visible[size_t(a)] != visible[size_t(c)]) return visible[size_t(a)] > visible[size_t(c)];
-        return noise[size_t(a)] < noise[size_t(c)];
-      });
+      // ids_shuffle: visible tokens by noise, then hidden tokens by noise (ties by index); the
+      // top bit of the key puts hidden tokens last (noise keys never use it).
+      for (int64_t t = 0; t < T; ++t)
+        order[size_t(t)] = detail::noise_key(noise[size_t(t)], t) | (visible[size_t(t)] ? 0 : uint64_t(1) << 63);
+      std::sort(order.begin(), order.end());
       for (int64_t i = 0; i < T; ++i) {
-        if (i < K) keep[b * K + i] = order[size_t(i)];
-        restore[b * T + order[size_t(i)]] = i;
+        const int64_t t = int64_t(order[size_t(i)] & 0xffffffffu);
+        if (i < K) keep[b * K + i] = t;
+        restore[b * T + t] = i;
         mask[b * T + i] = visible[size_t(i)] ? 0.0f : 1.0f;
       }
     }

@@ -126,6 +126,13 @@ MaskedLoss<T, Dev> mean_visible_baseline(const std::vector<Tensor<T, Dev>>& targ
                                          bool norm_pix) {
   NoGradGuard guard;
   const int G = int(targets.size());
+  // Check the shapes before reading the mask (masked_group_loss re-checks everything).
+  for (int g = 0; g < G; ++g)
+    LOOM_CHECK(targets[size_t(g)].dim() == 3 && mask.dim() == 2 && mask.size(0) == targets[size_t(g)].size(0) &&
+                   mask.size(1) == G * targets[size_t(g)].size(1),
+               "mean_visible_baseline: mask of shape ", mask.shape(), " does not match ", G, " groups of targets ",
+               targets[size_t(g)].shape());
+  const Tensor<float, Dev> m = mask.contiguous();  // indexed as dense [B, G·L] below
   std::vector<Tensor<T, Dev>> preds;
   for (int g = 0; g < G; ++g) {
     const Tensor<T, Dev> t = targets[size_t(g)].contiguous();
@@ -136,7 +143,7 @@ MaskedLoss<T, Dev> mean_visible_baseline(const std::vector<Tensor<T, Dev>>& targ
       std::vector<double> mean(static_cast<size_t>(P), 0.0);
       int64_t n = 0;
       for (int64_t l = 0; l < L; ++l) {
-        if (mask.data()[b * G * L + g * L + l] != 0.0f) continue;
+        if (m.data()[b * G * L + g * L + l] != 0.0f) continue;
         for (int64_t i = 0; i < P; ++i) patch[size_t(i)] = double(compute_t<T>(t.data()[(b * L + l) * P + i]));
         if (norm_pix) normalize_patch(patch.data(), P);
         for (int64_t i = 0; i < P; ++i) mean[size_t(i)] += patch[size_t(i)];

@@ -4,10 +4,11 @@
 //   consistent(r)      the same round((1-r)·L) locations visible in every group (K = G·that)
 //   independent(r)     K = round((1-r)·T) tokens uniformly among all T
 //   disjoint(r)        K distinct locations, each visible in exactly one group, the groups
-//                      balanced; needs K <= L, i.e. r >= 1 - 1/G
+//                      balanced; needs r >= 1 - 1/G (hence K <= L)
 //   drop(g, r)         group g wholly hidden, K tokens uniformly among the other groups
 //   dirichlet(a, r)    K split across groups by a Dirichlet(a) draw, positions uniform per group
 //   mixture(s:w, ...)  one member drawn per sample with probability proportional to w
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -47,11 +48,11 @@ struct Strategy {
 
   // Canonical text (parse(str()) gives the same strategy); group names for drop(), else indices.
   std::string str(const std::vector<std::string>& group_names = {"s1", "s2"}) const {
+    // Shortest text that parses back to exactly v (std::to_string kept only 6 decimals).
     auto num = [](double v) {
-      std::string s = std::to_string(v);
-      s.erase(s.find_last_not_of('0') + 1);
-      if (!s.empty() && s.back() == '.') s.pop_back();
-      return s;
+      char buf[64];
+      const auto res = std::to_chars(buf, buf + sizeof buf, v);
+      return std::string(buf, res.ptr);
     };
     switch (kind) {
       case Kind::consistent: return "consistent(" + num(ratio) + ")";
@@ -87,8 +88,9 @@ inline int64_t visible_count(const Strategy& s, int G, int64_t L) {
     case Kind::independent: return std::llround((1 - s.ratio) * double(T));
     case Kind::disjoint: {
       const int64_t K = std::llround((1 - s.ratio) * double(T));
-      LOOM_CHECK(K <= L, "mask: ", s.str(), " needs mask ratio >= 1 - 1/G = ", 1.0 - 1.0 / G,
-                 " so that each location is visible in at most one group (K = ", K, " > L = ", L, ")");
+      // The ratio itself must satisfy r >= 1 - 1/G (up to rounding of the text), not only K <= L.
+      LOOM_CHECK(K <= L && s.ratio >= 1.0 - 1.0 / G - 1e-9, "mask: ", s.str(), " needs mask ratio >= 1 - 1/G = ", 1.0 - 1.0 / G,
+                 " so that each location is visible in at most one group (K = ", K, ", L = ", L, ")");
       return K;
     }
     case Kind::drop: {

@@ -43,8 +43,9 @@ template <class T>
 void add_row(T* dst, const T* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = T(compute_t<T>(dst[i]) + compute_t<T>(src[i]));
 }
-inline void check_ids(const Tensor<int64_t>& ids, int64_t B, int64_t limit, const char* op, const char* what) {
-  LOOM_CHECK(ids.dim() == 2 && ids.size(0) == B, op, ": ", what, " of shape ", ids.shape(), " does not match batch ", B);
+inline void check_ids(const Tensor<int64_t>& ids, const Shape& tokens, int64_t limit, const char* op, const char* what) {
+  LOOM_CHECK(ids.dim() == 2 && ids.size(0) == tokens[0], op, ": ", what, " of shape ", ids.shape(),
+             " does not match the batch of tokens ", tokens);
   const int64_t* p = ids.data();
   for (int64_t i = 0; i < ids.numel(); ++i)
     LOOM_CHECK(p[i] >= 0 && p[i] < limit, op, ": ", what, " holds ", p[i], ", outside [0, ", limit, ")");
@@ -58,7 +59,7 @@ Tensor<T, Dev> gather_tokens(const Tensor<T, Dev>& x_in, const Tensor<int64_t, D
   const Tensor<T, Dev> x = x_in.contiguous();
   const Tensor<int64_t, Dev> ids = ids_in.contiguous();
   const int64_t B = x.size(0), Tn = x.size(1), D = x.size(2), K = ids.dim() == 2 ? ids.size(1) : 0;
-  detail::check_ids(ids, B, Tn, "gather_tokens", "ids_keep");
+  detail::check_ids(ids, x.shape(), Tn, "gather_tokens", "ids_keep");
   Tensor<T, Dev> out = Tensor<T, Dev>::empty({B, K, D});  // [B, K, D]
   const T* px = x.data();
   const int64_t* pi = ids.data();
@@ -96,8 +97,9 @@ Tensor<T, Dev> unshuffle_tokens(const Tensor<T, Dev>& visible_in, const Tensor<T
   const Tensor<T, Dev> vis = visible_in.contiguous(), tok = mask_token_in.contiguous();
   const Tensor<int64_t, Dev> ids = ids_in.contiguous();
   const int64_t Tn = ids.dim() == 2 ? ids.size(1) : 0;
-  detail::check_ids(ids, B, Tn, "unshuffle_tokens", "ids_restore");
-  LOOM_CHECK(Tn >= K, "unshuffle_tokens: ", Tn, " tokens cannot hold ", K, " visible ones");
+  detail::check_ids(ids, vis.shape(), Tn, "unshuffle_tokens", "ids_restore");
+  LOOM_CHECK(Tn >= K, "unshuffle_tokens: ids_restore of shape ", ids.shape(), ": ", Tn, " tokens cannot hold the ", K,
+             " visible ones of ", vis.shape());
   Tensor<T, Dev> out = Tensor<T, Dev>::empty({B, Tn, D});  // [B, T, D]
   const T *pv = vis.data(), *pt = tok.data();
   const int64_t* pi = ids.data();
