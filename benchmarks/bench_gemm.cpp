@@ -419,7 +419,8 @@ int main(int argc, char** argv) {
     csv << r.shape << ',' << r.M << ',' << r.N << ',' << r.K << ',' << r.threads << ','
         << (r.lib == "openblas(coretype unset)" ? "openblas" : r.lib) << ',' << variant << ','
         << r.median_s * 1e3 << ',' << r.min_s * 1e3 << ',' << r.gflops << ','
-        << (variant == "coretype-unset" ? "" : (coretype ? coretype : "")) << ',' << r.busy << '\n';
+        << (variant == "coretype-unset" ? "" : (coretype ? coretype : "")) << ','
+        << std::round(r.busy * 1000) / 1000 << '\n';
   }
   std::printf("\nCSV: %s\n", opt.csv.c_str());
   return 0;
