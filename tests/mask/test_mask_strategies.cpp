@@ -417,6 +417,10 @@ TEST_CASE("mask strategies: error paths name the strategy and the grid", "[mask]
   REQUIRE_THROWS_WITH(visible_count(Strategy::mixture({}), 2, 7), Catch::Contains("at least one member"));
   REQUIRE_THROWS_WITH(visible_count(Strategy::mixture({{Strategy::independent(0.5), 0.0}}), 2, 7),
                       Catch::Contains("weights must be positive"));
+  REQUIRE_THROWS_WITH(visible_count(Strategy::mixture({{Strategy::independent(0.5), INFINITY}}), 2, 7),
+                      Catch::Contains("positive and finite"));
+  REQUIRE_THROWS_WITH(visible_count(Strategy::dirichlet(INFINITY, 0.5), 2, 7), Catch::Contains("positive and finite"));
+  REQUIRE_THROWS_WITH(visible_count(Strategy::independent(NAN), 2, 7), Catch::Contains("mask ratio"));
   REQUIRE_THROWS_WITH(visible_count(Strategy::independent(0.5), 0, 7), Catch::Contains("G = 0"));
   REQUIRE_THROWS_WITH(make_mask_plan(Strategy::independent(0.5), -1, 2, 7, 0, 0), Catch::Contains("negative batch"));
 }
@@ -470,6 +474,10 @@ TEST_CASE("mask spec: malformed specs put the caret under the offending column",
       {"independent()", 13, "expected a number"},
       {"", 1, "expected a strategy name"},
       {"drop(s1 0.75)", 9, "expected ','"},
+      {"mixture(disjoint(0.75):inf)", 24, "weights must be positive and finite"},
+      {"mixture(disjoint(0.75):1e400)", 24, "weights must be positive and finite"},
+      {"dirichlet(nan, 0.75)", 11, "alpha must be positive and finite"},
+      {"consistent(nan)", 12, "mask ratio must be in [0, 1)"},
   };
   for (const Bad& b : bad) {
     INFO("spec '" << b.spec << "'");

@@ -5,6 +5,7 @@
 // Groups in drop() are named (resolved through `group_names`) or given by index. A malformed spec
 // throws loom::Error showing the spec with a caret under the offending character.
 #include <cctype>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -43,7 +44,7 @@ class SpecParser {
         expect(':');
         const size_t at = pos_;
         const double w = number();
-        if (!(w > 0)) error_at(at, "mixture weights must be positive");
+        if (!(w > 0) || !std::isfinite(w)) error_at(at, "mixture weights must be positive and finite");
         members.emplace_back(std::move(m), w);
       } while (accept(','));
       s = Strategy::mixture(std::move(members));
@@ -57,7 +58,7 @@ class SpecParser {
     } else if (name == "dirichlet") {
       const size_t at = pos_;
       const double a = number();
-      if (!(a > 0)) error_at(at, "dirichlet alpha must be positive");
+      if (!(a > 0) || !std::isfinite(a)) error_at(at, "dirichlet alpha must be positive and finite");
       expect(',');
       s = Strategy::dirichlet(a, ratio());
     } else {

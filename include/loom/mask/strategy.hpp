@@ -101,7 +101,7 @@ inline int64_t visible_count(const Strategy& s, int G, int64_t L) {
       return K;
     }
     case Kind::dirichlet:
-      LOOM_CHECK(s.alpha > 0, "mask: ", s.str(), ": alpha must be positive");
+      LOOM_CHECK(s.alpha > 0 && std::isfinite(s.alpha), "mask: ", s.str(), ": alpha must be positive and finite");
       return std::llround((1 - s.ratio) * double(T));
     case Kind::mixture: {
       LOOM_CHECK(!s.members.empty(), "mask: mixture() needs at least one member");
@@ -109,7 +109,8 @@ inline int64_t visible_count(const Strategy& s, int G, int64_t L) {
       double total = 0;
       for (const auto& [m, w] : s.members) {
         LOOM_CHECK(m.kind != Kind::mixture, "mask: nested mixtures are not supported: ", s.str());
-        LOOM_CHECK(w > 0, "mask: ", s.str(), ": weights must be positive, got ", w, " for ", m.str());
+        LOOM_CHECK(w > 0 && std::isfinite(w), "mask: ", s.str(), ": weights must be positive and finite, got ", w,
+                   " for ", m.str());
         const int64_t Km = visible_count(m, G, L);
         LOOM_CHECK(Km == K, "mask: ", s.str(), ": members keep different token counts for G = ", G, ", L = ", L, " (",
                    s.members[0].first.str(), " keeps ", K, ", ", m.str(), " keeps ", Km,
