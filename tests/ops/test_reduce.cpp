@@ -447,6 +447,41 @@ TEST_CASE("max propagates NaN and returns its index, as PyTorch", "[reduce][max]
   REQUIRE(std::isnan(loom::amax(x).item()));
 }
 
+TEST_CASE("max, min and amax on long contiguous lines: ties, NaN and infinities", "[reduce][max]") {
+  // Lines of 40: the vectorized path for finite lines, the exact scalar path otherwise.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> v = random_values(5 * 40, 56);
+  v[0 * 40 + 7] = v[0 * 40 + 31] = 3.0;      // line 0: a tie for the max, first at 7
+  v[1 * 40 + 20] = -3.0;                     // line 1: a single min
+  v[1 * 40 + 35] = -3.0;                     //         tied at 35: index stays 20
+  v[2 * 40 + 17] = nan;                      // line 2: NaN wins at 17
+  v[2 * 40 + 30] = nan;
+  v[3 * 40 + 25] = INFINITY;                 // line 3: +inf is the max
+  v[4 * 40 + 3] = -INFINITY;                 // line 4: -inf is the min
+  for (auto run : {0, 1}) {
+    INFO((run ? "double" : "float"));
+    const auto check = [&](auto tag) {
+      using T = decltype(tag);
+      const Tensor<T> x = from_doubles<T>({5, 40}, v);
+      const RefExtreme rmax = ref_extreme(to_double(x), x.shape(), {1}, true);
+      const RefExtreme rmin = ref_extreme(to_double(x), x.shape(), {1}, false);
+      const auto mx = loom::max(x, 1);
+      const auto mn = loom::min(x, 1);
+      require_close(mx.values, rmax.values);
+      require_close(index_values(mx.indices), rmax.indices, {0, 0});
+      require_close(mn.values, rmin.values);
+      require_close(index_values(mn.indices), rmin.indices, {0, 0});
+      require_close(loom::amax(x, {1}), rmax.values);
+      require_close(loom::amin(x, {1}), rmin.values);
+      REQUIRE(mx.indices.at({0}) == 7);
+      REQUIRE(mn.indices.at({1}) == 20);
+      REQUIRE(mx.indices.at({2}) == 17);
+    };
+    if (run) check(double{});
+    else check(float{});
+  }
+}
+
 TEST_CASE("max, argmax and amax of non-contiguous and integer inputs", "[reduce][max]") {
   const Tensor<double> p = make<double>({4, 7, 5}, 55).permute({2, 0, 1});  // [5, 4, 7]
   for (int64_t d : {0, 1, 2}) {

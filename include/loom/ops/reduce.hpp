@@ -32,6 +32,7 @@
 #include "loom/core/parallel.hpp"
 #include "loom/core/shape.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/ops/fast_math.hpp"
 #include "loom/ops/view.hpp"
 
 namespace loom {
@@ -45,10 +46,13 @@ struct ValuesIndices {
 
 namespace detail {
 
-// Input positions per chunk of one output's reduced range (times the outputs a task handles).
+// Input elements per chunk of one output's reduced range (row mode).
 inline constexpr int64_t kReduceChunk = 32768;
-// Outputs reduced side by side when the kept dims are innermost in memory ("column" reductions).
-inline constexpr int64_t kReduceColumnBlock = 64;
+// Outputs reduced side by side when the kept dims are innermost in memory ("column" reductions,
+// e.g. a bias gradient): up to a whole row of them, so each reduced position is one contiguous read,
+// and chunks of kReduceColumnChunk input elements.
+inline constexpr int64_t kReduceColumnBlock = 1024;
+inline constexpr int64_t kReduceColumnChunk = 262144;
 
 // The dims a reduction folds, resolved against the input shape.
 struct ReduceSpec {
@@ -209,7 +213,7 @@ std::vector<typename Reducer::State> reduce_states(const T* x, const ReduceLayou
   const int64_t width = column_mode ? std::min(row, kReduceColumnBlock) : 1;
   const int64_t blocks_per_row = column_mode ? (row + width - 1) / width : 1;
   const int64_t n_groups = column_mode ? lay.n_out / row * blocks_per_row : lay.n_out;
-  const int64_t per_chunk = std::max<int64_t>(1, kReduceChunk / width);
+  const int64_t per_chunk = std::max<int64_t>(1, column_mode ? kReduceColumnChunk / width : kReduceChunk);
   const int64_t n_chunks = std::max<int64_t>(1, (lay.n_red + per_chunk - 1) / per_chunk);
   std::vector<State> partial(n_chunks > 1 ? size_t(lay.n_out * n_chunks) : 0);  // [chunk][output]
 
@@ -284,7 +288,11 @@ struct SumReducer {
   State init(int64_t) const { return 0.0; }
   void run(State& s, const T* p, int64_t n, int64_t stride, int64_t) const { s += sum_run(p, n, stride); }
   void columns(State* s, const T* p, int64_t m, int64_t cstride, int64_t) const {
-    for (int64_t j = 0; j < m; ++j) s[j] += as_double(p[j * cstride]);
+    if (cstride == 1) {  // the common case, worth its own (contiguous, vectorized) loop
+      for (int64_t j = 0; j < m; ++j) s[j] += as_double(p[j]);
+    } else {
+      for (int64_t j = 0; j < m; ++j) s[j] += as_double(p[j * cstride]);
+    }
   }
   void merge(State& a, const State& b) const { a += b; }
 };
@@ -317,8 +325,18 @@ struct DeviationReducer {
   }
 };
 
-// Largest (kMax) or smallest value and the position of its first occurrence; NaN wins.
-template <class T, bool kMax>
+// The largest (kMax) or smallest of n contiguous floating-point values, vectorized by Eigen, when
+// all are finite; false (and nothing computed) when a NaN or an infinity is among them.
+template <bool kMax, class C>
+bool finite_extreme(const C* p, int64_t n, C& best) {
+  const ConstArrayMap<C> values(p, n);
+  if (!((values - values).sum() == C(0))) return false;  // x - x is NaN exactly for NaN and +-inf
+  best = kMax ? values.maxCoeff() : values.minCoeff();
+  return true;
+}
+
+// Largest (kMax) or smallest value and (kIndex) the position of its first occurrence; NaN wins.
+template <class T, bool kMax, bool kIndex = true>
 struct ExtremeReducer {
   using C = compute_t<T>;
   struct State {
@@ -337,6 +355,17 @@ struct ExtremeReducer {
   }
   State init(int64_t) const { return {}; }
   void run(State& s, const T* p, int64_t n, int64_t stride, int64_t pos) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      // Contiguous and finite: the extreme vectorized first, then (if wanted) where it first occurs.
+      C best;
+      if (stride == 1 && n >= 16 && finite_extreme<kMax>(p, n, best)) {
+        int64_t at = 0;
+        if constexpr (kIndex)
+          while (p[at] != best) ++at;
+        fold(s, best, pos + at);
+        return;
+      }
+    }
     for (int64_t i = 0; i < n; ++i) fold(s, C(p[i * stride]), pos + i);
   }
   void columns(State* s, const T* p, int64_t m, int64_t cstride, int64_t pos) const {
@@ -464,7 +493,7 @@ Tensor<T, Dev> extreme_over(const char* op, const Tensor<T, Dev>& x, const std::
   LOOM_CHECK(spec.n_reduced > 0 || spec.keep_shape.numel() == 0, op,
              ": cannot reduce over zero elements (input shape ", x.shape(), ")");
   const ReduceLayout lay = make_reduce_layout(x.strides(), spec);
-  const auto states = reduce_states(x.data(), lay, ExtremeReducer<T, kMax>{});
+  const auto states = reduce_states(x.data(), lay, ExtremeReducer<T, kMax, false>{});
   Tensor<T, Dev> out = Tensor<T, Dev>::empty(spec.out_shape);
   T* po = out.data();
   for (size_t o = 0; o < states.size(); ++o) po[o] = T(states[o].value);

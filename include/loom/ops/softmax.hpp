@@ -102,31 +102,6 @@ void store_line(const C* values, T* p, int64_t stride, int64_t n) {
   }
 }
 
-// Largest value of a line, ignoring NaN, and whether a NaN was seen (8 lanes: vectorizable).
-template <class C>
-C max_run(const C* p, int64_t n, bool& has_nan) {
-  C m[8];
-  int nan[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (C& v : m) v = -std::numeric_limits<C>::infinity();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) {
-      m[k] = p[i + k] > m[k] ? p[i + k] : m[k];
-      nan[k] |= p[i + k] != p[i + k];
-    }
-  for (; i < n; ++i) {
-    m[0] = p[i] > m[0] ? p[i] : m[0];
-    nan[0] |= p[i] != p[i];
-  }
-  C best = m[0];
-  has_nan = nan[0];
-  for (int k = 1; k < 8; ++k) {
-    best = m[k] > best ? m[k] : best;
-    has_nan = has_nan || nan[k];
-  }
-  return best;
-}
-
 // sum_i a[i] b[i] in double (8 partial sums in a fixed order).
 template <class C>
 double dot_run(const C* a, const C* b, int64_t n) {
@@ -150,24 +125,20 @@ Tensor<T, Dev> softmax_forward(const char* op, const Tensor<T, Dev>& x, int64_t 
   for_each_line<2>(x.shape(), dim, {y.strides(), x.strides()}, [&](auto off, int64_t n, auto along) {
     const C* xv = line_values<C>(px + off[1], along[1], n, 0);
     C* out = line_target<C>(py + off[0], along[0], n, 1);
-    bool has_nan = false;
-    const C m = max_run(xv, n, has_nan);
-    if (has_nan || !std::isfinite(m)) {
-      // A NaN, a +inf (inf - inf) or a line of -inf: every output is NaN, as in PyTorch.
-      for (int64_t i = 0; i < n; ++i) out[i] = std::numeric_limits<C>::quiet_NaN();
+    // A NaN, a +inf (inf - inf) or a line of -inf (-inf - -inf) makes `shifted` NaN somewhere, the
+    // sum NaN and so every output NaN, as in PyTorch.
+    const C m = ConstArrayMap<C>(xv, n).maxCoeff();
+    C* shifted = line_scratch<C>(2, n);
+    for (int64_t i = 0; i < n; ++i) shifted[i] = xv[i] - m;
+    C* e = kLog ? line_scratch<C>(3, n) : out;
+    exp_block(shifted, e, n);
+    const double s = sum_run(e, n, 1);
+    if constexpr (kLog) {
+      const C log_s = C(std::log(s));
+      for (int64_t i = 0; i < n; ++i) out[i] = shifted[i] - log_s;
     } else {
-      C* shifted = line_scratch<C>(2, n);
-      for (int64_t i = 0; i < n; ++i) shifted[i] = xv[i] - m;
-      C* e = kLog ? line_scratch<C>(3, n) : out;
-      exp_block(shifted, e, n);
-      const double s = sum_run(e, n, 1);
-      if constexpr (kLog) {
-        const C log_s = C(std::log(s));
-        for (int64_t i = 0; i < n; ++i) out[i] = shifted[i] - log_s;
-      } else {
-        const C inv = C(1.0 / s);
-        for (int64_t i = 0; i < n; ++i) out[i] *= inv;
-      }
+      const C inv = C(1.0 / s);
+      for (int64_t i = 0; i < n; ++i) out[i] *= inv;
     }
     store_line(out, py + off[0], along[0], n);
   });
