@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "loom/core/parallel.hpp"
+#include "loom/core/random.hpp"
 #include "loom/mask/mask_plan.hpp"
 #include "loom/mask/spec.hpp"
 #include "loom/mask/strategy.hpp"
@@ -371,6 +372,84 @@ TEST_CASE("mask plans: a pure function of (seed, step, sample), whatever the bat
     REQUIRE(differ_step >= 35);
     REQUIRE(differ_seed >= 35);
     REQUIRE(differ_far >= 35);
+  }
+}
+
+namespace {
+
+// The documented RNG index map (docs/masking.md), written out from the doc rather than through
+// mask_rng.hpp: key = seed halves, counter = {element / 4, sample, step low, purpose << 16 | step
+// bits 32..47}, lane element % 4, uniform = (bits >> 8) · 2^-24.
+uint32_t doc_bits(uint64_t seed, uint64_t step, uint32_t sample, uint32_t purpose, uint64_t element) {
+  const loom::philox::Counter c{{uint32_t(element / 4), sample, uint32_t(step & 0xffffffffu),
+                                 (purpose << 16) | uint32_t((step >> 32) & 0xffffu)}};
+  const loom::philox::Key k{{uint32_t(seed & 0xffffffffu), uint32_t(seed >> 32)}};
+  return loom::philox::philox4x32_10(c, k).x[element % 4];
+}
+double doc_uniform(uint64_t seed, uint64_t step, uint32_t sample, uint32_t purpose, uint64_t element) {
+  return double(doc_bits(seed, step, sample, purpose, element) >> 8) / 16777216.0;
+}
+
+// Indices 0..n-1 ordered by increasing noise, ties by index.
+std::vector<int64_t> by_noise(const std::vector<double>& noise) {
+  std::vector<int64_t> order(noise.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return noise[size_t(a)] < noise[size_t(b)] || (noise[size_t(a)] == noise[size_t(b)] && a < b);
+  });
+  return order;
+}
+
+}  // namespace
+
+TEST_CASE("mask plans: follow the documented rules and RNG index map exactly", "[mask]") {
+  const int G = 2;
+  const int64_t L = 25, T = G * L, B = 6;
+  const uint64_t seed = 0x123456789abcdefull, step = (uint64_t(3) << 32) + 17;
+  for (const char* spec : {"independent(0.7)", "consistent(0.6)", "disjoint(0.75)", "drop(s2,0.75)",
+                           "mixture(independent(0.75):1, disjoint(0.75):2, drop(s1,0.75):1)"}) {
+    INFO(spec);
+    const Strategy strategy = parse_strategy(spec);
+    const MaskPlan plan = make_mask_plan(strategy, B, G, L, seed, step, 1000);
+    const int64_t K = plan.visible;
+    for (int64_t b = 0; b < B; ++b) {
+      const uint32_t sample = 1000 + uint32_t(b);
+      Strategy s = strategy;
+      if (strategy.kind == Kind::mixture) {
+        const double u = doc_uniform(seed, step, sample, 4, 0) * 4.0;  // weights 1, 2, 1
+        const int member = u < 1 ? 0 : u < 3 ? 1 : 2;
+        REQUIRE(plan.member[size_t(b)] == member);
+        s = strategy.members[size_t(member)].first;
+      }
+      std::vector<double> token_noise(static_cast<size_t>(T)), loc_noise(static_cast<size_t>(L));
+      for (int64_t t = 0; t < T; ++t) token_noise[size_t(t)] = doc_uniform(seed, step, sample, 0, uint64_t(t));
+      for (int64_t l = 0; l < L; ++l) loc_noise[size_t(l)] = doc_uniform(seed, step, sample, 1, uint64_t(l));
+      std::vector<int> visible(static_cast<size_t>(T), 0);
+      if (s.kind == Kind::independent || s.kind == Kind::drop) {
+        int64_t shown = 0;
+        for (int64_t t : by_noise(token_noise))
+          if (shown < K && !(s.kind == Kind::drop && t / L == s.group)) visible[size_t(t)] = 1, ++shown;
+      } else {
+        const auto locs = by_noise(loc_noise);
+        if (s.kind == Kind::consistent) {
+          for (int64_t j = 0; j < K / G; ++j)
+            for (int g = 0; g < G; ++g) visible[size_t(g * L + locs[size_t(j)])] = 1;
+        } else {  // disjoint: j-th location to group (j + shift) mod G
+          const int shift = int(doc_bits(seed, step, sample, 2, 0) % uint32_t(G));
+          for (int64_t j = 0; j < K; ++j) visible[size_t(((j + shift) % G) * L + locs[size_t(j)])] = 1;
+        }
+      }
+      // ids_shuffle: visible tokens by token noise, then hidden ones by token noise.
+      std::vector<int64_t> shuffle;
+      for (int pass = 1; pass >= 0; --pass)
+        for (int64_t t : by_noise(token_noise))
+          if (visible[size_t(t)] == pass) shuffle.push_back(t);
+      for (int64_t i = 0; i < T; ++i) {
+        if (i < K) REQUIRE(plan.ids_keep.at({b, i}) == shuffle[size_t(i)]);
+        REQUIRE(plan.ids_restore.at({b, shuffle[size_t(i)]}) == i);
+        REQUIRE(plan.mask.at({b, i}) == (visible[size_t(i)] ? 0.0f : 1.0f));
+      }
+    }
   }
 }
 
