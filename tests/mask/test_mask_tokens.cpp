@@ -268,6 +268,21 @@ TEST_CASE("gather_tokens / unshuffle_tokens: gradchecks incl. the mask token", "
       [&](const std::vector<Tensor<double>>& in) { return mask::gather_tokens(in[0].expand({B, Tn, D}), keep); }, {x1});
 }
 
+TEST_CASE("gather_tokens / unshuffle_tokens: ids changed in place before backward are detected", "[mask][tokens]") {
+  const mask::MaskPlan plan = mask::make_mask_plan(mask::Strategy::independent(0.5), 2, 2, 4, 1, 0);
+  Tensor<int64_t> keep = plan.ids_keep.clone(), restore = plan.ids_restore.clone();
+  const Tensor<double> x = random_tensor<double>({2, 8, 3}, 71).requires_grad_();
+  const Tensor<double> kept = mask::gather_tokens(x, keep);
+  keep.fill_(0);
+  REQUIRE_THROWS_WITH(kept.backward(Tensor<double>::ones({2, 4, 3})),
+                      Catch::Contains("gather_tokens") && Catch::Contains("modified in place"));
+  const Tensor<double> token = random_tensor<double>({1, 1, 3}, 72).requires_grad_();
+  const Tensor<double> full = mask::unshuffle_tokens(random_tensor<double>({2, 4, 3}, 73), token, restore);
+  restore.fill_(0);
+  REQUIRE_THROWS_WITH(full.backward(Tensor<double>::ones({2, 8, 3})),
+                      Catch::Contains("unshuffle_tokens") && Catch::Contains("modified in place"));
+}
+
 TEST_CASE("masked_group_loss: against a naive loop, norm_pix, groups without hidden tokens", "[mask][loss]") {
   const int G = 2;
   const int64_t B = 3, L = 7, P0 = 4, P1 = 12;

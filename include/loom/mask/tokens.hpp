@@ -68,7 +68,9 @@ Tensor<T, Dev> gather_tokens(const Tensor<T, Dev>& x_in, const Tensor<int64_t, D
     for (int64_t r = r0; r < r1; ++r) detail::copy_row(po + r * D, px + ((r / K) * Tn + pi[r]) * D, D);
   });
   if (autograd::should_record(x_in.impl())) {
-    autograd::record("GatherTokensBackward", out, {x_in.impl()}, [ids, Tn](const Tensor<T, Dev>& g_in) {
+    autograd::record("GatherTokensBackward", out, {x_in.impl()},
+                     [saved_ids = autograd::SavedTensor<int64_t, Dev>(ids, "gather_tokens"), Tn](const Tensor<T, Dev>& g_in) {
+      const Tensor<int64_t, Dev>& ids = saved_ids.get();  // throws if the ids were changed in place
       const Tensor<T, Dev> g = g_in.contiguous();
       const int64_t B = g.size(0), K = g.size(1), D = g.size(2);
       Tensor<T, Dev> gx = Tensor<T, Dev>::zeros({B, Tn, D});  // [B, T, D]
@@ -112,7 +114,9 @@ Tensor<T, Dev> unshuffle_tokens(const Tensor<T, Dev>& visible_in, const Tensor<T
   });
   if (autograd::should_record(visible_in.impl(), mask_token_in.impl())) {
     autograd::record("UnshuffleTokensBackward", out, {visible_in.impl(), mask_token_in.impl()},
-                     [ids, K, token_shape = mask_token_in.shape()](const Tensor<T, Dev>& g_in) {
+                     [saved_ids = autograd::SavedTensor<int64_t, Dev>(ids, "unshuffle_tokens"), K,
+                      token_shape = mask_token_in.shape()](const Tensor<T, Dev>& g_in) {
+                       const Tensor<int64_t, Dev>& ids = saved_ids.get();  // throws if changed in place
                        const Tensor<T, Dev> g = g_in.contiguous();
                        const int64_t B = g.size(0), Tn = g.size(1), D = g.size(2);
                        Tensor<T, Dev> gv = Tensor<T, Dev>::zeros({B, K, D});  // [B, K, D]
