@@ -246,6 +246,15 @@ TEST_CASE("softmax on long lines: masked entries give exactly 0, NaN and +inf po
   for (int i : {2, 9, 20, 33}) REQUIRE(gx[size_t(i)] == gv[size_t(i)]);
 }
 
+TEST_CASE("softmax over one very long line (scratch buffers beyond their kept size)", "[softmax]") {
+  const Tensor<float> x = make<float>({100003}, 63, 8.0);
+  const std::vector<double> xv = to_double(x);
+  require_close(loom::softmax(x, 0), ref_softmax(xv, x.shape(), 0, false));
+  require_close(loom::log_softmax(x, 0), ref_softmax(xv, x.shape(), 0, true));
+  const Tensor<bf16> xb = make<bf16>({2, 100003}, 64, 8.0).transpose(0, 1);  // strided lines of 100003
+  require_close(loom::softmax(xb, 0), ref_softmax(to_double(xb), xb.shape(), 0, false));
+}
+
 TEST_CASE("softmax and log_softmax backward against the naive Jacobian", "[softmax][grad]") {
   for (const Shape& shape : {Shape{7}, Shape{97}, Shape{5, 9}, Shape{3, 1, 7}}) {
     for (int dim = 0; dim < shape.size(); ++dim) {

@@ -1,9 +1,9 @@
 #pragma once
 // Reductions, each with its backward beside it:
-//   sum, mean, var, stddev, amax, amin  over a list of dims (negative dims allowed; an empty list
-//                                    means every dim) with keepdim, and sum/mean over all elements;
-//   max, min                         over one dim, returning {values, indices};
-//   argmax, argmin                   over one dim or over all elements (no gradient).
+//   sum, mean, var, stddev, amax, amin   over a list of dims (negative dims allowed; an empty list
+//                                        means every dim) with keepdim; sum/mean over all elements;
+//   max, min                             over one dim, returning {values, indices};
+//   argmax, argmin                       over one dim or over all elements (no gradient).
 //
 // Accuracy: float and bf16 inputs are accumulated in double; var/stddev use two passes (mean first).
 // Determinism: the reduced range of every output is cut into fixed chunks (their size depends on

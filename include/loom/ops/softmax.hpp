@@ -61,13 +61,29 @@ inline int softmax_dim(const char* op, int64_t dim, const Shape& shape) {
 // ---- per-line helpers: lines are brought into contiguous compute-type buffers so that the inner
 // loops vectorize (and exp runs through loom/ops/fast_math.hpp) whatever the layout and type.
 
-// Thread-local scratch line number `slot`, at least n long (it keeps the longest line seen).
+// Thread-local scratch lines (4 slots); they keep their size between lines up to kKeptScratch.
+inline constexpr int64_t kKeptScratch = int64_t(1) << 16;
+
+template <class C>
+std::vector<C>* line_scratch_slots() {
+  thread_local std::vector<C> scratch[4];
+  return scratch;
+}
+
+// Scratch line number `slot`, at least n long.
 template <class C>
 C* line_scratch(int slot, int64_t n) {
-  thread_local std::vector<C> scratch[4];
-  std::vector<C>& buffer = scratch[slot];
+  std::vector<C>& buffer = line_scratch_slots<C>()[slot];
   if (int64_t(buffer.size()) < n) buffer.resize(size_t(n));
   return buffer.data();
+}
+
+// Called after each line: a very long line's scratch is freed rather than kept by the thread.
+template <class C>
+void trim_line_scratch() {
+  std::vector<C>* slots = line_scratch_slots<C>();
+  for (int k = 0; k < 4; ++k)
+    if (int64_t(slots[k].size()) > kKeptScratch) std::vector<C>().swap(slots[k]);
 }
 
 // The line p[0], p[stride], ... as contiguous compute-type values: p itself when it already is.
@@ -141,6 +157,7 @@ Tensor<T, Dev> softmax_forward(const char* op, const Tensor<T, Dev>& x, int64_t 
       for (int64_t i = 0; i < n; ++i) out[i] *= inv;
     }
     store_line(out, py + off[0], along[0], n);
+    trim_line_scratch<C>();
   });
   if (autograd::should_record(x.impl())) {
     autograd::record(kLog ? "LogSoftmaxBackward" : "SoftmaxBackward", y, {x.impl()},
@@ -164,6 +181,7 @@ Tensor<T, Dev> softmax_forward(const char* op, const Tensor<T, Dev>& x, int64_t 
                                for (int64_t i = 0; i < n; ++i) out[i] = yv[i] * (gv[i] - dot);
                              }
                              store_line(out, pgx + off[0], along[0], n);
+                             trim_line_scratch<C>();
                            });
                        return std::vector<Tensor<T, Dev>>{gx};
                      });
