@@ -14,6 +14,7 @@
 #include <array>
 #include <cstdint>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "loom/core/tensor.hpp"
@@ -102,6 +103,51 @@ struct MapKernel {
     }
   }
 };
+
+// Elements per block of map_blocks: its buffers stay in L1.
+inline constexpr int64_t kMapBlock = 256;
+
+// out = block(in) for unary math that runs on whole blocks of floats (vectorized exp, erf, tanh):
+// block(const float* x, float* y, n) with n <= kMapBlock and y not aliasing x. Contiguous float
+// runs are handed to it in place; other runs (bf16, strided) go through buffers.
+template <class T, class Block>
+struct BlockKernel {
+  T* out;
+  const T* in;
+  Block block;
+
+  static void run(const void* state, const std::array<int64_t, 2>& off, int64_t n, const std::array<int64_t, 2>& st) {
+    const auto& self = *static_cast<const BlockKernel*>(state);
+    T* o = self.out + off[0];
+    const T* p = self.in + off[1];
+    if constexpr (std::is_same_v<T, float>) {
+      if (st[0] == 1 && st[1] == 1) {
+        for (int64_t b = 0; b < n; b += kMapBlock) self.block(p + b, o + b, std::min(kMapBlock, n - b));
+        return;
+      }
+    }
+    alignas(64) float x[kMapBlock], y[kMapBlock];
+    for (int64_t b = 0; b < n; b += kMapBlock) {
+      const int64_t m = std::min(kMapBlock, n - b);
+      for (int64_t i = 0; i < m; ++i) x[i] = float(p[(b + i) * st[1]]);
+      self.block(x, y, m);
+      for (int64_t i = 0; i < m; ++i) o[(b + i) * st[0]] = T(y[i]);
+    }
+  }
+};
+
+// out = block(a) elementwise, for float and bf16 tensors (compute type float).
+template <class T, class Dev, class Block>
+Tensor<T, Dev> map_blocks(const Tensor<T, Dev>& a, int64_t cost_per_element, Block block) {
+  static_assert(Dev::kind == DeviceKind::cpu, "elementwise ops: the CUDA path comes with the CUDA backend");
+  static_assert(std::is_same_v<compute_t<T>, float>, "map_blocks: the block functions work on float");
+  Tensor<T, Dev> out = Tensor<T, Dev>::empty(a.shape());
+  using Kernel = BlockKernel<T, Block>;
+  const Kernel state{out.data(), a.data(), block};
+  run_elementwise<2>(a.shape(), {out.strides(), a.strides()}, a.is_contiguous(), &Kernel::run, &state,
+                     cost_per_element);
+  return out;
+}
 
 // out = f(in...) broadcast to `shape` (which the caller has checked every input broadcasts to).
 template <class TOut, class Dev, class F, class... Ts>
