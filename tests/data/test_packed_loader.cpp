@@ -140,14 +140,19 @@ TEST_CASE("packed: CRC32C check values, hardware and software agree", "[data][pa
   const std::vector<uint8_t> zeros(32, 0), ones(32, 0xff);
   CHECK(pf::crc32c(zeros.data(), 32) == 0x8A9136AAu);  // RFC 3720 B.4 test vectors
   CHECK(pf::crc32c(ones.data(), 32) == 0x62A8AB43u);
-  std::vector<uint8_t> bytes(1000);
-  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = uint8_t(i * 131 + 7);
+  std::vector<uint8_t> bytes(100010);
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = uint8_t(i * 131 + (i >> 9) + 7);
+  // Small buffers take one stream, from 4096 bytes three interleaved ones (then combined).
   for (size_t offset : {0, 1, 3, 7})
-    for (size_t n : {0, 1, 5, 8, 9, 63, 500, 993}) {
+    for (size_t n : {0, 1, 5, 8, 9, 63, 500, 993, 4095, 4096, 4103, 9000, 100003}) {
       const uint32_t sw = ~pf::crc32c_software(~0u, bytes.data() + offset, n);
       CHECK(pf::crc32c(bytes.data() + offset, n) == sw);
       // Continuing a CRC over a split buffer gives the CRC of the whole.
       CHECK(pf::crc32c(bytes.data() + offset + n / 2, n - n / 2, pf::crc32c(bytes.data() + offset, n / 2)) == sw);
+      // Combining the CRCs of two parts gives the CRC of the whole.
+      const size_t k = n / 3;
+      CHECK(pf::crc32c_combine(pf::crc32c(bytes.data() + offset, k), pf::crc32c(bytes.data() + offset + k, n - k), n - k) ==
+            sw);
     }
 }
 

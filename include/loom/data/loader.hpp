@@ -328,6 +328,11 @@ class DataLoader {
       name = std::string(r.s2_name.empty() ? r.s1_name : r.s2_name);
       LOOM_CHECK(!want_s1() || r.has_s1, "sample ", index, " (", name, "): no S1");
       LOOM_CHECK(!want_s2() || r.has_s2, "sample ", index, " (", name, "): no S2");
+      // Only the float16 S1 can hold non-finite values (uint16 and 0/1 labels cannot): checked on
+      // the half bits, before the decoded floats would have to be read again.
+      LOOM_CHECK(!want_s1() || packed_format::halves_finite(r.s1, size_t(2 * plane)), "sample ", index, " (", name,
+                 "): non-finite S1 value");
+      return name;
     } else {
       Sample s = ds_.get(index);
       name = s.name();
