@@ -6,8 +6,8 @@
 // Backward formulas reuse the forward output where that is cheaper (exp, sqrt, rsqrt, tanh,
 // sigmoid), so those ops save their output rather than their input.
 // exp, tanh, erf and sigmoid on float and bf16 run the vectorized blocks of loom/ops/fast_math.hpp
-// and Eigen (within a few float ulps of the C library, same results at inf, nan and underflow);
-// double uses the C library.
+// and Eigen: within a few float ulps of the C library, with its results at inf, nan, underflow and
+// saturation. double uses the C library.
 #include <cmath>
 #include <cstddef>
 #include <limits>
@@ -32,12 +32,13 @@ inline void tanh_block(const float* x, float* y, int64_t n) {
   ArrayMap<float>(y, n) = ConstArrayMap<float>(x, n).tanh();
 }
 
-// y = 1 / (1 + exp(-x)) for n <= kMapBlock floats.
+// y = 1 / (1 + exp(-x)) for n <= kMapBlock floats. Eigen's exp clamps its argument, so below
+// x = -88 (where expf(-x) overflows and the C library gives 0) the result is set to 0 explicitly.
 inline void sigmoid_block(const float* x, float* y, int64_t n) {
   alignas(64) float minus_x[kMapBlock] = {};  // zeroed: keeps -Wmaybe-uninitialized quiet
   for (int64_t i = 0; i < n; ++i) minus_x[i] = -x[i];
   exp_block(minus_x, y, n);
-  for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + y[i]);
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] < -88.0f ? 0.0f : 1.0f / (1.0f + y[i]);
 }
 
 // out = f(a); when recording, the gradient is d(g, saved) with `saved` the input (SaveWhat::input)
