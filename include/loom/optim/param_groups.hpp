@@ -1,6 +1,7 @@
 #pragma once
 // Parameter groups from dotted names, as the MAE reference builds them:
-//  - no weight decay for biases, norm weights, 1-d parameters, tokens and position embeddings;
+//  - no weight decay for biases, norm weights, 1-d parameters, tokens, position embeddings and the
+//    learned modality-group embeddings (group_embed, decoder_group_embed: [G, D], like pos_embed);
 //  - layer-wise lr decay for fine-tuning: layer id 0 for the embeddings (patch_embed, cls_token,
 //    pos_embed), i + 1 for blocks.i.*, depth + 1 for everything after (norm, head); the lr scale of
 //    layer id l is decay^(depth + 1 - l).
@@ -28,7 +29,7 @@ inline bool ends_with(const std::string& s, const std::string& suffix) {
 template <class T, class Dev>
 bool no_weight_decay(const std::string& name, const Tensor<T, Dev>& p) {
   return p.dim() <= 1 || ends_with(name, ".bias") || name.find("token") != std::string::npos ||
-         name.find("pos_embed") != std::string::npos;
+         name.find("pos_embed") != std::string::npos || name.find("group_embed") != std::string::npos;
 }
 
 // Layer id of a parameter name for layer-wise lr decay (`prefix` strips e.g. "encoder.").
