@@ -711,6 +711,7 @@ struct SceneRequest {
   int64_t size = 120;
   double clouds = 0.3;  // probability that an image has clouds
   bool s1 = true, s2 = true;
+  bool truths = true;  // also fill Scene::s1_clean_db (tests, pictures); the dataset does not need it
 };
 
 // Clouds: an fBm field thresholded at the quantile of the drawn cover, soft-edged; haze: a thin
@@ -831,7 +832,7 @@ inline Scene generate_scene(const SceneRequest& request) {
     }
     const float db_per_ln = 10.0f / std::numbers::ln10_v<float>;
     scene.s1.resize(2 * n);
-    scene.s1_clean_db.resize(2 * n);
+    if (request.truths) scene.s1_clean_db.resize(2 * n);
     for (int64_t y = 0; y < H; ++y) {
       RandomStream speckle(random, kSpeckle, uint32_t(y));
       for (int64_t x = 0; x < W; ++x) {
@@ -848,8 +849,10 @@ inline Scene generate_scene(const SceneRequest& request) {
         const float looks = float(kSpeckleLooks);
         const float speckled_vv = vv * speckle.gamma_unit_mean(looks);
         const float speckled_vh = vh * speckle.gamma_unit_mean(looks);
-        scene.s1_clean_db[i] = db_per_ln * std::log(vv);
-        scene.s1_clean_db[n + i] = db_per_ln * std::log(vh);
+        if (request.truths) {
+          scene.s1_clean_db[i] = db_per_ln * std::log(vv);
+          scene.s1_clean_db[n + i] = db_per_ln * std::log(vh);
+        }
         scene.s1[i] = db_per_ln * std::log(std::max(speckled_vv, 1e-6f));
         scene.s1[n + i] = db_per_ln * std::log(std::max(speckled_vh, 1e-6f));
       }
@@ -1021,22 +1024,11 @@ class SyntheticEarth : public Dataset {
   const SyntheticOptions& options() const { return opt_; }
 
   // Sample i with the truths behind it (land cover, clouds, speckle-free backscatter).
-  synthetic::Scene scene(int64_t i) const {
-    check_index(i);
-    synthetic::SceneRequest r;
-    r.seed = opt_.seed;
-    r.split = split_id_;
-    r.index = uint32_t(i);
-    r.size = opt_.size;
-    r.clouds = opt_.clouds;
-    r.s1 = opt_.modalities != Modalities::s2;
-    r.s2 = opt_.modalities != Modalities::s1;
-    return synthetic::generate_scene(r);
-  }
+  synthetic::Scene scene(int64_t i) const { return make_scene(i, true); }
 
  protected:
   Sample load(int64_t i) const override {
-    synthetic::Scene sc = scene(i);
+    synthetic::Scene sc = make_scene(i, false);
     const int64_t s = opt_.size;
     Sample out;
     out.s1_name = out.s2_name = name(i);
@@ -1049,6 +1041,19 @@ class SyntheticEarth : public Dataset {
   }
 
  private:
+  synthetic::Scene make_scene(int64_t i, bool truths) const {
+    check_index(i);
+    synthetic::SceneRequest r;
+    r.seed = opt_.seed;
+    r.split = split_id_;
+    r.index = uint32_t(i);
+    r.size = opt_.size;
+    r.clouds = opt_.clouds;
+    r.s1 = opt_.modalities != Modalities::s2;
+    r.s2 = opt_.modalities != Modalities::s1;
+    r.truths = truths;
+    return synthetic::generate_scene(r);
+  }
   void check_index(int64_t i) const {
     LOOM_CHECK(i >= 0 && i < count_, "synthetic: index ", i, " out of range for the ", opt_.split, " split of ",
                count_, " samples");
