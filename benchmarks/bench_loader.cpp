@@ -9,8 +9,10 @@
 // ../shared/data/bigearthnet-mm, 6 real patch pairs); its patches are repeated to N samples (the
 // files then sit in the page cache, so this measures decoding, not the disk). Without DIR, a folder
 // in the same layout is written from Synthetic Earth with the GeoTIFF writer. Each source gets one
-// warm-up epoch, then `epochs` timed ones; the median epoch is reported. "busy" is the CPU time
-// other processes used meanwhile, in cores (0 = the machine was ours alone).
+// warm-up epoch, then `epochs` timed ones; the median epoch is reported, and the CPU time this
+// process spent per sample (all threads; what the rate would be on otherwise idle cores is
+// about workers / that). "busy" is the CPU time other processes used meanwhile, in cores (0 = the
+// machine was ours alone): on a shared machine, read the rates with it.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -80,13 +82,15 @@ struct Result {
   std::string source;
   double samples_per_second = 0;
   double busy_cores = 0;
+  double cpu_us_per_sample = 0;  // CPU time of this process (all threads) per sample
 };
 
 // One warm-up epoch, then `epochs` timed ones; the median rate.
 Result measure(const std::string& source, const Dataset& dataset, const loom::data::LoaderOptions& options, int epochs) {
   loom::data::DataLoader loader(dataset, options);
   std::vector<double> rates;
-  double busy = 0;
+  double busy = 0, cpu = 0;
+  int64_t timed_samples = 0;
   for (int e = 0; e <= epochs; ++e) {
     const CpuClock c0 = CpuClock::now();
     const auto t0 = std::chrono::steady_clock::now();
@@ -98,9 +102,11 @@ Result measure(const std::string& source, const Dataset& dataset, const loom::da
     if (e == 0) continue;  // warm-up
     rates.push_back(double(samples) / seconds);
     busy += std::max(0.0, (c1.machine - c0.machine) - (c1.self - c0.self)) / seconds;
+    cpu += c1.self - c0.self;
+    timed_samples += samples;
   }
   std::sort(rates.begin(), rates.end());
-  return {source, rates[rates.size() / 2], busy / double(epochs)};
+  return {source, rates[rates.size() / 2], busy / double(epochs), cpu / double(timed_samples) * 1e6};
 }
 
 // A BigEarthNet-layout folder of `count` Synthetic Earth patch pairs: S2 bands at their native
@@ -192,14 +198,17 @@ int main(int argc, char** argv) {
 
     const double base = results[0].samples_per_second;
     std::printf("\n%d workers, batch %lld, 120 x 120 x 14 samples, normalized\n", workers, static_cast<long long>(batch));
-    std::printf("%-26s %12s %9s %6s\n", "source", "samples/s", "vs tiff", "busy");
+    std::printf("%-26s %12s %9s %14s %9s %6s\n", "source", "samples/s", "vs tiff", "cpu us/sample", "vs tiff",
+                "busy");
     std::ofstream out(csv);
-    out << "source,workers,batch,samples_per_second,ratio_vs_geotiff,busy_cores\n";
+    out << "source,workers,batch,samples_per_second,ratio_vs_geotiff,cpu_us_per_sample,cpu_ratio_vs_geotiff,busy_cores\n";
     for (const Result& r : results) {
-      std::printf("%-26s %12.0f %8.1fx %6.2f\n", r.source.c_str(), r.samples_per_second, r.samples_per_second / base,
-                  r.busy_cores);
+      const double cpu_ratio = results[0].cpu_us_per_sample / r.cpu_us_per_sample;
+      std::printf("%-26s %12.0f %8.1fx %14.0f %8.1fx %6.2f\n", r.source.c_str(), r.samples_per_second,
+                  r.samples_per_second / base, r.cpu_us_per_sample, cpu_ratio, r.busy_cores);
       out << r.source << ',' << workers << ',' << batch << ',' << r.samples_per_second << ','
-          << r.samples_per_second / base << ',' << r.busy_cores << '\n';
+          << r.samples_per_second / base << ',' << r.cpu_us_per_sample << ',' << cpu_ratio << ',' << r.busy_cores
+          << '\n';
     }
     std::printf("\nCSV: %s\n", csv.c_str());
     fs::remove_all(scratch);
