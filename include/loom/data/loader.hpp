@@ -231,6 +231,7 @@ class DataLoader {
 
   // Image size and S2 bands from the pack's header or the first good sample.
   void probe_layout() {
+    if (ds_.size() == 0) return;  // no batches to make
     if (packed_) {
       const PackedLayout& l = packed_->layout();
       height_ = l.height, width_ = l.width, s2_bands_ = l.s2_bands;
