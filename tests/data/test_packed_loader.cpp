@@ -733,4 +733,10 @@ TEST_CASE("loader: argument errors", "[data][loader]") {
   DataLoader both(no_s1, LoaderOptions().batch_size(4));
   both.start_epoch(0);
   REQUIRE_THROWS_WITH(both.next(), Catch::Contains("no S1"));
+  // An empty dataset gives an epoch without batches.
+  FunctionDataset empty(0, [](int64_t i) { return pattern_sample(i, 4, 4); });
+  DataLoader none(empty, LoaderOptions());
+  CHECK(none.num_batches() == 0);
+  none.start_epoch(0);
+  CHECK_FALSE(none.next().has_value());
 }

@@ -95,6 +95,7 @@ TEST_CASE("synthetic spec: errors name the option", "[data][synthetic]") {
   REQUIRE_THROWS_WITH(open_dataset("synthetic:size=8?size=9"), Catch::Contains("option size given twice"));
   REQUIRE_THROWS_WITH(open_dataset("synthetic:size=16?colour=1"), Catch::Contains("unknown option colour"));
   REQUIRE_THROWS_WITH(open_dataset("synthetic:modalities=s3"), Catch::Contains("modalities=s3"));
+  REQUIRE_THROWS_WITH(open_dataset("synthetc"), Catch::Contains("unknown scheme \"synthetc\"") && Catch::Contains("synthetic["));
   const auto ds = open_dataset("synthetic:train=3,size=16");
   REQUIRE_THROWS_AS(ds->get(3), Error);
   REQUIRE_THROWS_WITH(ds->name(-1), Catch::Contains("index -1 out of range"));
