@@ -278,6 +278,27 @@ TEST_CASE("mae_pretrain writes its outputs; metrics follow the schedule", "[trai
   CHECK(again.err.find("--resume") != std::string::npos);
 }
 
+TEST_CASE("mae_pretrain --tokens joint: one token group over all channels, plain random masking", "[train][run]") {
+  TempDir dir;
+  const std::string out = dir / "joint";
+  const CliRun r = run_cli(tiny_run(out, {"--steps", "2", "--tokens", "joint"}));
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const auto m = read_jsonl(out + "/metrics.jsonl");
+  REQUIRE(m.size() == 2);
+  CHECK(m[0]["loss"].as_number() == Approx(m[0]["loss_joint"].as_number()).epsilon(1e-6));
+  CHECK(!m[0].contains("loss_s1"));
+  const Value cfg = loom::train::read_json_file(out + "/config.json");
+  CHECK(cfg["mask"]["spec"].as_string() == "independent(0.75)");
+  CHECK(cfg["model"]["tokens_per_sample"].as_int() == 16);
+  CHECK(cfg["model"]["visible_tokens"].as_int() == 4);
+  CHECK(fs::exists(out + "/recon_2.png"));
+  // A group-token mask spec names groups the joint tokenization does not have.
+  const CliRun bad = run_cli(tiny_run(dir / "joint_bad", {"--steps", "2", "--tokens", "joint", "--mask", "drop(s1,0.75)"}));
+  CHECK(bad.code == 2);
+  CHECK(bad.err.find("--mask") != std::string::npos);
+}
+
 TEST_CASE("mae_pretrain --resume continues bit-identically to an uninterrupted run", "[train][run][resume]") {
   TempDir dir;
   // Drop path > 0 so that stochastic depth (re-seeded from (seed, step)) is part of the test; the

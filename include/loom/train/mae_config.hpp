@@ -42,9 +42,9 @@ struct MaePretrainConfig {
   double drop_path = 0.0;
   // optimization
   int64_t steps = 0;
-  int64_t epochs = 30;
+  int64_t epochs = 10;
   int64_t batch_size = 64;
-  double blr = 1.5e-3;
+  double blr = 5e-3;
   double min_lr = 0.0;
   int64_t warmup = -1;
   double weight_decay = 0.05;

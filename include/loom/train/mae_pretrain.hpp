@@ -146,7 +146,8 @@ class MaePretrainer {
       result.steps_done = step_;
       result.last_loss = loss;
 
-      if (step_ % cfg_.log_every == 0 || step_ == stop) {
+      // Step 1 is always logged: the untrained loss is the reference for how far training got.
+      if (step_ % cfg_.log_every == 0 || step_ == stop || step_ == 1) {
         const auto now = std::chrono::steady_clock::now();
         const double window_s = std::chrono::duration<double>(now - window_start).count();
         const double img_per_s = window_s > 0 ? double(window_samples) / window_s : 0.0;
