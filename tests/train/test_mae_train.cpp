@@ -373,6 +373,26 @@ TEST_CASE("30 steps of pre-training beat the mean-of-visible baseline", "[train]
   CHECK(loss < 0.5 * m[0]["loss"].as_number());
 }
 
+TEST_CASE("mae_pretrain runs on the real BigEarthNet-MM sample pairs", "[train][run][data]") {
+  const std::string root = std::string(LOOM_SHARED_DATA_DIR) + "/bigearthnet-mm";
+  if (!fs::exists(root + "/BigEarthNet-v1.0")) LOOM_SKIP("no BigEarthNet-MM sample at " + root);
+  TempDir dir;
+  const std::string out = dir / "ben";
+  // The six 120x120 pairs as one batch; patch 8 gives 225 locations.
+  const CliRun r = run_cli({"--data", "bigearthnet:" + root, "--out", out, "--model", "32x1x2", "--decoder", "32x1x2",
+                            "--batch-size", "6", "--steps", "2", "--threads", "1", "--quiet", "--log-every", "1",
+                            "--recon-samples", "1"});
+  INFO(r.err);
+  REQUIRE(r.code == 0);
+  const auto m = read_jsonl(out + "/metrics.jsonl");
+  REQUIRE(m.size() == 2);
+  CHECK(std::isfinite(m[1]["loss"].as_number()));
+  const Value cfg = loom::train::read_json_file(out + "/config.json");
+  CHECK(cfg["data"]["samples"].as_int() == 6);
+  CHECK(cfg["model"]["locations"].as_int() == 225);
+  CHECK(fs::exists(out + "/recon_2.png"));
+}
+
 TEST_CASE("a non-finite loss stops the run and keeps the last good checkpoint", "[train][run]") {
   TempDir dir;
   const std::string out = dir / "diverge";
