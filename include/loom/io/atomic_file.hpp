@@ -35,9 +35,11 @@ class AtomicFileWriter {
     dir_ = target.has_parent_path() ? target.parent_path().string() : std::string(".");
     static std::atomic<uint64_t> counter{0};
     for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
-      temp_ = (std::filesystem::path(dir_) / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()) +
-                                               "-" + std::to_string(counter++)))
-                  .string();
+      // Built with append rather than operator+ chains: g++ 12 warns falsely (-Wrestrict) on the latter.
+      std::string name = ".";
+      name.append(target.filename().string()).append(".tmp-").append(std::to_string(::getpid()));
+      name.append("-").append(std::to_string(counter++));
+      temp_ = (std::filesystem::path(dir_) / name).string();
       fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
       if (fd_ < 0 && errno != EEXIST) break;
     }
