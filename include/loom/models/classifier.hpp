@@ -121,19 +121,25 @@ class MultiLabelClassifier : public MultiModalEncoder<T, Dev> {
     return tokens;
   }
 
-  // Pooled features before the head: [B, D].
-  Tensor features(const std::vector<Tensor>& images) const {
+  // The pooled representation [B, D] that the head's part (head_logits) starts from: the mean of
+  // the blocks' patch tokens (avg), or the normalized cls token (cls).
+  Tensor pooled(const std::vector<Tensor>& images) const {
     const Tensor tokens = input_tokens(images);  // [B, N, D]
     const int64_t B = tokens.size(0), D = this->config.dim;
     const Tensor cls = (this->cls_token + this->pos_embed.slice(1, 0, 1)).expand({B, 1, D});
     Tensor x = concat<T, Dev>({cls, tokens}, 1);  // [B, 1 + N, D]
     for (const auto& block : *this->blocks) x = block->forward(x);
-    if (classifier.pool == Pool::avg) return fc_norm->forward(mean(x.slice(1, 1, x.size(1)), {1}));  // [B, D]
-    return this->norm->forward(x).select(1, 0);                                                        // [B, D]
+    if (classifier.pool == Pool::avg) return mean(x.slice(1, 1, x.size(1)), {1});  // [B, D]
+    return this->norm->forward(x).select(1, 0);                                    // [B, D]
+  }
+
+  // pooled [B, D] -> logits [B, K]: fc_norm (avg) and head.
+  Tensor head_logits(const Tensor& pooled_features) const {
+    return head->forward(fc_norm ? fc_norm->forward(pooled_features) : pooled_features);
   }
 
   // Logits [B, K] (probabilities: sigmoid).
-  Tensor forward(const std::vector<Tensor>& images) const { return head->forward(features(images)); }
+  Tensor forward(const std::vector<Tensor>& images) const { return head_logits(pooled(images)); }
 
   // What a checkpoint holds: the state_dict without the unused final `norm` in avg mode (timm's
   // state_dict has none there).
