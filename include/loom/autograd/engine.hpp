@@ -81,14 +81,44 @@ class AccumulateGrad final : public TypedNode<T, Dev> {
     } else {
       detail::add_into(Tensor<T, Dev>(leaf->grad), g);
     }
+    for (auto& [id, hook] : ready_hooks_) hook();
     return {};
   }
   bool persistent() const override { return true; }
   std::string name() const override { return "AccumulateGrad"; }
 
+  // Hooks run after this backward's gradient was added to the leaf's .grad: the leaf's gradient is
+  // final for this pass (data-parallel training starts communicating it right then).
+  uint64_t add_ready_hook(std::function<void()> hook) {
+    ready_hooks_.emplace_back(++last_hook_id_, std::move(hook));
+    return last_hook_id_;
+  }
+  void remove_ready_hook(uint64_t id) {
+    std::erase_if(ready_hooks_, [id](const auto& entry) { return entry.first == id; });
+  }
+
  private:
   std::weak_ptr<detail::TensorImpl> leaf_;  // weak: the leaf owns this node
+  std::vector<std::pair<uint64_t, std::function<void()>>> ready_hooks_;
+  uint64_t last_hook_id_ = 0;
 };
+
+// Registers `hook` to run each time backward() has finished accumulating `leaf`'s gradient; returns
+// an id for remove_grad_ready_hook. The leaf must be a leaf tensor that requires grad.
+template <class T, class Dev>
+uint64_t add_grad_ready_hook(const Tensor<T, Dev>& leaf, std::function<void()> hook) {
+  LOOM_CHECK(leaf.defined() && leaf.requires_grad() && !leaf.impl()->grad_fn,
+             "add_grad_ready_hook: the tensor must be a leaf that requires grad");
+  auto* acc = dynamic_cast<AccumulateGrad<T, Dev>*>(leaf.impl()->grad_accumulator.get());
+  LOOM_CHECK(acc != nullptr, "add_grad_ready_hook: the leaf has no gradient accumulator");
+  return acc->add_ready_hook(std::move(hook));
+}
+
+template <class T, class Dev>
+void remove_grad_ready_hook(const Tensor<T, Dev>& leaf, uint64_t id) {
+  if (!leaf.defined()) return;
+  if (auto* acc = dynamic_cast<AccumulateGrad<T, Dev>*>(leaf.impl()->grad_accumulator.get())) acc->remove_ready_hook(id);
+}
 
 // A tensor saved for backward. Reading it checks that it was not modified in place since.
 template <class T, class Dev = CPU>

@@ -52,6 +52,7 @@
 #include "loom/data/dataset.hpp"
 #include "loom/data/packed.hpp"
 #include "loom/data/sample.hpp"
+#include "loom/dist/shard.hpp"
 
 namespace loom::data {
 
@@ -79,6 +80,7 @@ struct LoaderOptions {
   BandStatistics statistics_ = bigearthnet_statistics();
   Modalities modalities_ = Modalities::both;
   OnBadSample on_bad_ = OnBadSample::error;
+  int shard_rank_ = 0, shard_world_ = 1;  // data-parallel share (dist/shard.hpp)
   std::function<void(const std::string&)> warn_;  // default: "loom: warning: ..." on stderr
 
   LoaderOptions& batch_size(int64_t b) { batch_size_ = b; return *this; }
@@ -92,6 +94,9 @@ struct LoaderOptions {
   LoaderOptions& statistics(BandStatistics s) { statistics_ = std::move(s); return *this; }
   LoaderOptions& modalities(Modalities m) { modalities_ = m; return *this; }
   LoaderOptions& on_bad(OnBadSample p) { on_bad_ = p; return *this; }
+  // Data-parallel sharding: batch b holds rank's contiguous share of global batch b (world x
+  // batch_size positions of the epoch order), as dist/shard.hpp describes.
+  LoaderOptions& shard(int rank, int world) { shard_rank_ = rank; shard_world_ = world; return *this; }
   LoaderOptions& warn(std::function<void(const std::string&)> w) { warn_ = std::move(w); return *this; }
 };
 
@@ -139,6 +144,8 @@ class DataLoader {
     LOOM_CHECK(opt_.batch_size_ >= 1, "DataLoader: batch_size ", opt_.batch_size_, " must be at least 1");
     LOOM_CHECK(opt_.workers_ >= 0 && opt_.workers_ <= 256, "DataLoader: workers ", opt_.workers_, " outside [0, 256]");
     LOOM_CHECK(opt_.prefetch_ >= 1, "DataLoader: prefetch ", opt_.prefetch_, " must be at least 1");
+    LOOM_CHECK(opt_.shard_world_ >= 1 && opt_.shard_rank_ >= 0 && opt_.shard_rank_ < opt_.shard_world_,
+               "DataLoader: shard rank ", opt_.shard_rank_, " outside a world of ", opt_.shard_world_);
     packed_ = dynamic_cast<const PackedDataset*>(&ds_);
     num_classes_ = ds_.num_classes();
     probe_layout();
@@ -148,8 +155,7 @@ class DataLoader {
   DataLoader& operator=(const DataLoader&) = delete;
 
   int64_t num_batches() const {
-    const int64_t n = ds_.size(), b = opt_.batch_size_;
-    return opt_.drop_last_ ? n / b : (n + b - 1) / b;
+    return dist::global_batches(ds_.size(), opt_.batch_size_, opt_.shard_world_, opt_.drop_last_);
   }
   int64_t height() const { return height_; }
   int64_t width() const { return width_; }
@@ -373,8 +379,8 @@ class DataLoader {
   }
 
   Batch build(int64_t epoch, int64_t b, const std::vector<int64_t>& order) const {
-    const int64_t B = opt_.batch_size_, H = height_, W = width_;
-    const int64_t begin = b * B, end = std::min<int64_t>(begin + B, int64_t(order.size()));
+    const int64_t H = height_, W = width_;
+    const auto [begin, end] = dist::batch_shard(int64_t(order.size()), b, opt_.batch_size_, opt_.shard_rank_, opt_.shard_world_);
     const int64_t capacity = end - begin;
     const int64_t c2 = int64_t(s2_bands_.size()), plane = H * W;
     Batch batch;

@@ -59,6 +59,8 @@ struct MaePretrainConfig {
   int64_t stop_after = 0;
   bool resume = false;
   bool quiet = false;
+  // data-parallel runs (mpirun): gradient bucket size
+  double bucket_mb = 25.0;
 };
 
 // What --resume does with a setting:
@@ -95,8 +97,9 @@ inline std::vector<ConfigField> config_fields(MaePretrainConfig& c) {
       {"drop-path", "stochastic depth rate of the encoder's last block", &c.drop_path, OnResume::fixed},
       {"steps", "optimizer steps (0: --epochs passes over the data)", &c.steps, OnResume::keep},
       {"epochs", "passes over the data when --steps is 0", &c.epochs, OnResume::keep},
-      {"batch-size", "samples per step", &c.batch_size, OnResume::fixed},
-      {"blr", "base learning rate: lr = blr * batch-size / 256", &c.blr, OnResume::fixed},
+      {"batch-size", "samples per step and process (under mpirun the global batch is processes x batch-size)",
+       &c.batch_size, OnResume::fixed},
+      {"blr", "base learning rate: lr = blr * global batch / 256", &c.blr, OnResume::fixed},
       {"min-lr", "learning rate at the end of the cosine decay", &c.min_lr, OnResume::fixed},
       {"warmup", "linear warm-up steps (-1: 5% of the steps)", &c.warmup, OnResume::fixed},
       {"weight-decay", "AdamW weight decay (none on biases, norms, tokens, position and group embeddings)",
@@ -112,6 +115,8 @@ inline std::vector<ConfigField> config_fields(MaePretrainConfig& c) {
        &c.stop_after, OnResume::per_run},
       {"resume", "continue the run in --out from its checkpoint (settings come from the checkpoint)", &c.resume, OnResume::per_run},
       {"quiet", "no progress output", &c.quiet, OnResume::per_run},
+      {"bucket-mb", "under mpirun: MiB of gradients per all-reduce bucket (docs/distributed.md)", &c.bucket_mb,
+       OnResume::per_run},
   };
 }
 
@@ -260,6 +265,7 @@ inline void validate_settings(const MaePretrainConfig& c) {
   need(c.recon_samples >= 0 && c.recon_samples <= 64, "recon-samples", "must be in [0, 64]");
   need(c.stop_after >= 0, "stop-after", "must not be negative");
   need(c.seed >= 0, "seed", "must not be negative");
+  need(c.bucket_mb > 0 && c.bucket_mb <= 4096, "bucket-mb", "must be in (0, 4096]");
   encoder_shape(c);
   decoder_shape(c);
   const std::vector<std::string> groups =

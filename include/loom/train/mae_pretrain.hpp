@@ -15,6 +15,12 @@
 // step and resumed from its checkpoint therefore computes bit-identical losses to a run that never
 // stopped (same thread count): nothing depends on how many steps a process has done.
 //
+// Data-parallel (docs/distributed.md): given a Communicator of N > 1 ranks (mpirun), each rank
+// reads its share of every global batch of N x --batch-size samples, parameters are broadcast from
+// rank 0, gradients averaged in buckets during backward (dist::DataParallel), the loss weighted so
+// that the averaged gradient is exactly that of the global batch's loss, metrics reduced; only
+// rank 0 writes files. The lr scales with the global batch.
+//
 // Output in --out: config.json, metrics.jsonl, checkpoint.safetensors + checkpoint.json,
 // encoder.safetensors, recon_<step>.png, loss_curve.png. A non-finite loss, gradient norm or
 // parameter stops the run (RunStatus::non_finite) without writing anything more: the last good
@@ -34,6 +40,8 @@
 #include "loom/core/random.hpp"
 #include "loom/data/dataset.hpp"
 #include "loom/data/loader.hpp"
+#include "loom/dist/communicator.hpp"
+#include "loom/dist/data_parallel.hpp"
 #include "loom/io/cli.hpp"
 #include "loom/io/image.hpp"
 #include "loom/io/progress.hpp"
@@ -91,7 +99,9 @@ class MaePretrainer {
   // Opens the data and builds model, optimizer and schedule; with cfg.resume, restores the
   // checkpoint in cfg.out. Throws io::UsageError (naming the flag) for settings that do not fit the
   // data, loom::Error for everything else.
-  explicit MaePretrainer(MaePretrainConfig cfg, std::ostream& log = std::cout) : cfg_(std::move(cfg)), log_(log) {
+  // With a communicator of several ranks, every rank constructs its trainer with the same settings.
+  explicit MaePretrainer(MaePretrainConfig cfg, std::ostream& log = std::cout, dist::Communicator* comm = nullptr)
+      : cfg_(std::move(cfg)), log_(log), comm_(comm ? comm : &single_process_) {
     validate_settings(cfg_);
     if (cfg_.threads > 0) set_num_threads(int(cfg_.threads));
     std::filesystem::create_directories(cfg_.out);
@@ -100,14 +110,26 @@ class MaePretrainer {
     if (cfg_.resume) restore();
     else LOOM_CHECK(!checkpoint_exists(cfg_.out), "mae_pretrain: ", cfg_.out,
                     " already holds a run (checkpoint.json); continue it with --resume or choose another --out");
+    if (world() > 1) {
+      data_parallel_ = std::make_unique<dist::DataParallel<float>>(
+          *comm_, model_->parameters(), dist::DataParallelOptions{int64_t(cfg_.bucket_mb * double(1 << 20)), true});
+      // Every rank starts from rank 0's state (weights and, on resume, the optimizer's moments).
+      data_parallel_->broadcast_parameters();
+      for (const Tensor<float>& m : optimizer_moments_) dist::broadcast(*comm_, m.is_contiguous() ? m : m.contiguous());
+    }
   }
 
   // Trains from the current step to the end (or --stop-after). Never throws for a non-finite loss:
   // that is reported in the result.
   RunResult run() {
     const int64_t stop = cfg_.stop_after > 0 ? std::min(cfg_.stop_after, total_steps_) : total_steps_;
-    write_json_file(path("config.json"), config_json());
-    MetricsLog metrics = cfg_.resume ? MetricsLog(path("metrics.jsonl"), step_) : MetricsLog(path("metrics.jsonl"));
+    // Only rank 0 writes files; the others keep no log.
+    std::optional<MetricsLog> metrics;
+    if (is_root()) {
+      write_json_file(path("config.json"), config_json());
+      if (cfg_.resume) metrics.emplace(path("metrics.jsonl"), step_);
+      else metrics.emplace(path("metrics.jsonl"));
+    }
     RunResult result;
     result.steps_done = step_;
     if (step_ >= stop) {
@@ -115,8 +137,11 @@ class MaePretrainer {
       return result;
     }
     say("mae_pretrain: ", model_->parameter_count(), " parameters, ", dataset_->size(), " samples (", batches_per_epoch_,
-        " batches of ", cfg_.batch_size, " per epoch), steps ", step_ + 1, "..", stop, " of ", total_steps_,
+        " batches of ", global_batch(), " per epoch), steps ", step_ + 1, "..", stop, " of ", total_steps_,
         ", lr ", lr_, ", ", num_threads(), " threads");
+    if (world() > 1)
+      say("mae_pretrain: data-parallel over ", comm_->name(), ": ", cfg_.batch_size, " samples per process, ",
+          data_parallel_->buckets().size(), " gradient buckets of at most ", cfg_.bucket_mb, " MiB");
     const int64_t first_step = step_;
     io::Progress progress("mae_pretrain", stop - first_step, cfg_.log_every);
     int64_t last_saved = step_, window_samples = 0;
@@ -127,22 +152,27 @@ class MaePretrainer {
     while (step_ < stop) {
       const int64_t epoch = step_ / batches_per_epoch_, position = step_ % batches_per_epoch_;
       const data::Batch batch = next_batch(epoch, position);
-      const mask::MaskPlan plan = mask::make_mask_plan(strategy_, batch.size(), G_, L_, seed(), uint64_t(step_));
+      const mask::MaskPlan plan =
+          mask::make_mask_plan(strategy_, batch.size(), G_, L_, seed(), uint64_t(step_), first_sample(position));
       reseed_stochastic_layers(uint64_t(step_));
       const double lr = schedule_(step_);
 
       optimizer_->zero_grad();
       const models::MaeOutput<float> out = model_->forward({batch.s1, batch.s2}, plan);
-      const double loss = double(out.loss.total.item());
+      // The global batch's loss (the same value on every rank).
+      const GlobalLoss global = reduce_loss(out.loss, batch.size());
+      const double loss = global.total;
       if (!std::isfinite(loss)) return fail(result, "loss is " + std::to_string(loss));
-      out.loss.total.backward();
+      backward(out, plan, global);
       const double grad_norm = optim::clip_grad_norm(params, cfg_.clip);
       if (!std::isfinite(grad_norm)) return fail(result, "gradient norm is " + std::to_string(grad_norm));
       optimizer_->step(lr);
-      if (!all_finite(params)) return fail(result, "the parameters became non-finite in the update");
-      if (!all_finite(optimizer_moments_)) return fail(result, "the optimizer's moments became non-finite");
+      int64_t bad[2] = {!all_finite(params), !all_finite(optimizer_moments_)};
+      dist::all_reduce_max(*comm_, bad, 2);  // every rank stops together
+      if (bad[0]) return fail(result, "the parameters became non-finite in the update");
+      if (bad[1]) return fail(result, "the optimizer's moments became non-finite");
       ++step_;
-      window_samples += batch.size();
+      window_samples += global.samples;
       result.steps_done = step_;
       result.last_loss = loss;
 
@@ -152,20 +182,25 @@ class MaePretrainer {
         const double window_s = std::chrono::duration<double>(now - window_start).count();
         const double img_per_s = window_s > 0 ? double(window_samples) / window_s : 0.0;
         json::Value record = json::Value::object({{"step", step_}, {"epoch", epoch}, {"loss", loss}});
-        for (int g = 0; g < G_; ++g) record.set("loss_" + group_names_[size_t(g)], out.loss.per_group[size_t(g)]);
+        for (int g = 0; g < G_; ++g) record.set("loss_" + group_names_[size_t(g)], global.per_group[size_t(g)]);
         // The trivial predictor on the same batch and mask: each hidden patch = mean of the visible ones.
-        const mask::MaskedLoss<float> baseline = mask::mean_visible_baseline(out.target, plan.mask, cfg_.norm_pix);
-        record.set("baseline", double(baseline.total.item()));
+        const GlobalLoss baseline =
+            reduce_loss(mask::mean_visible_baseline(out.target, plan.mask, cfg_.norm_pix), batch.size());
+        record.set("baseline", baseline.total);
         for (int g = 0; g < G_; ++g) record.set("baseline_" + group_names_[size_t(g)], baseline.per_group[size_t(g)]);
         record.set("lr", lr);
         record.set("grad_norm", grad_norm);
         record.set("img_per_s", img_per_s);
         record.set("mem_peak_mb", double(memory_stats().peak_bytes) / (1 << 20));
+        if (data_parallel_) {  // this step's gradient all-reduce: time left to wait after backward
+          record.set("sync_wait_ms", data_parallel_->last_sync().wait_s * 1e3);
+          record.set("sync_buckets_in_backward", data_parallel_->last_sync().started_during_backward);
+        }
         record.set("time_s", std::chrono::duration<double>(now - run_start).count());
-        metrics.append(std::move(record));
+        if (metrics) metrics->append(std::move(record));
         window_samples = 0;
         window_start = now;
-        if (!cfg_.quiet) {
+        if (!cfg_.quiet && is_root()) {
           char status[160];
           std::snprintf(status, sizeof status, "step %lld/%lld loss %.4f img/s %.1f", (long long)step_,
                         (long long)total_steps_, loss, img_per_s);
@@ -174,13 +209,13 @@ class MaePretrainer {
       }
       if (cfg_.ckpt_every > 0 && step_ % cfg_.ckpt_every == 0 && step_ < stop) {
         save();
-        draw_loss_curve_file(metrics);
+        if (metrics) draw_loss_curve_file(*metrics);
         last_saved = step_;
       }
       if (cfg_.image_every > 0 && step_ % cfg_.image_every == 0 && step_ < stop) write_reconstruction();
     }
     if (last_saved != step_) save();
-    draw_loss_curve_file(metrics);
+    if (metrics) draw_loss_curve_file(*metrics);
     write_reconstruction();
     result.status = step_ >= total_steps_ ? RunStatus::finished : RunStatus::stopped;
     say("mae_pretrain: ", result.status == RunStatus::finished ? "finished" : "stopped", " at step ", step_, " of ",
@@ -197,8 +232,13 @@ class MaePretrainer {
   int64_t batches_per_epoch() const { return batches_per_epoch_; }
   double lr() const { return lr_; }
   const mask::Strategy& strategy() const { return strategy_; }
-  // Saves a checkpoint of the current state (what run() does every --ckpt-every steps).
+  int world() const { return comm_->size(); }
+  bool is_root() const { return comm_->rank() == 0; }
+  int64_t global_batch() const { return cfg_.batch_size * world(); }
+  // Saves a checkpoint of the current state (what run() does every --ckpt-every steps); only rank 0
+  // writes (all ranks hold the same state).
   void save() {
+    if (!is_root()) return;
     save_checkpoint(cfg_.out, *model_, *optimizer_, checkpoint_state());
     io::save_safetensors(path("encoder.safetensors"), model_->encoder_state(),
                          {{"step", std::to_string(step_)}, {"format", "loom.multimodal_encoder.v1"}});
@@ -240,14 +280,18 @@ class MaePretrainer {
                                            {"warmup_steps", warmup_steps_},
                                            {"total_steps", total_steps_},
                                            {"clip_grad_norm", cfg_.clip}})},
-        {"run", json::Value::object({{"threads", int64_t(num_threads())}, {"workers", cfg_.workers}})},
+        {"run", json::Value::object({{"threads", int64_t(num_threads())},
+                                     {"workers", cfg_.workers},
+                                     {"processes", int64_t(world())},
+                                     {"global_batch_size", global_batch()},
+                                     {"bucket_mb", cfg_.bucket_mb}})},
     });
   }
 
  private:
   template <class... Parts>
   void say(const Parts&... parts) {
-    if (cfg_.quiet) return;
+    if (cfg_.quiet || !is_root()) return;
     (log_ << ... << parts) << std::endl;
   }
   std::string path(const std::string& name) const { return (std::filesystem::path(cfg_.out) / name).string(); }
@@ -266,11 +310,13 @@ class MaePretrainer {
                                                                 .seed(seed())
                                                                 .shuffle(true)
                                                                 .augment(cfg_.augment)
-                                                                .drop_last(true));
+                                                                .drop_last(true)
+                                                                .shard(comm_->rank(), world()));
     batches_per_epoch_ = loader_->num_batches();
     if (batches_per_epoch_ == 0)
-      throw io::UsageError("--batch-size: " + std::to_string(cfg_.batch_size) + " is larger than the dataset (" +
-                           std::to_string(dataset_->size()) + " samples)");
+      throw io::UsageError("--batch-size: " + std::to_string(cfg_.batch_size) +
+                           (world() > 1 ? " x " + std::to_string(world()) + " processes" : std::string()) +
+                           " is larger than the dataset (" + std::to_string(dataset_->size()) + " samples)");
     s2_bands_ = dataset_->get(0).s2_bands;
     LOOM_CHECK(loader_->height() == loader_->width(), "mae_pretrain: images are ", loader_->height(), " x ",
                loader_->width(), "; the model needs square images");
@@ -311,7 +357,7 @@ class MaePretrainer {
         optim::make_param_groups(model_->named_parameters(), cfg_.weight_decay),
         optim::AdamWOptions().betas(0.9, 0.95).with_eps(1e-8));
     for (auto& [name, t] : optimizer_->named_state()) optimizer_moments_.push_back(t);
-    lr_ = cfg_.blr * double(cfg_.batch_size) / 256.0;
+    lr_ = cfg_.blr * double(global_batch()) / 256.0;  // the linear scaling rule, on the global batch
     schedule_ = optim::WarmupCosine{lr_, warmup_steps_, total_steps_, cfg_.min_lr};
     model_->apply([&](const std::string&, nn::Module<float, CPU>& m) {
       if (auto* d = dynamic_cast<nn::DropPath<float, CPU>*>(&m)) stochastic_.push_back(&d->generator());
@@ -340,6 +386,8 @@ class MaePretrainer {
                                      {"mask", "philox(seed; step, sample, purpose)"},
                                      {"stochastic_layers", "re-seeded from (seed, step, layer)"}})},
         {"total_steps", total_steps_},
+        {"world_size", int64_t(world())},
+        {"global_batch_size", global_batch()},
         {"config", config_json()},
     });
   }
@@ -357,6 +405,76 @@ class MaePretrainer {
       return std::move(*b);
     }
     return loader_->make_batch(epoch, position);
+  }
+
+  // The index in the global batch of this rank's first sample (the mask RNG's sample number, so a
+  // sample gets the same mask as in a 1-process run with the global batch).
+  uint32_t first_sample(int64_t position) const {
+    const int64_t n = dataset_->size();
+    const auto [first, last] = dist::batch_shard(n, position, cfg_.batch_size, comm_->rank(), world());
+    return uint32_t(first - std::min(n, position * global_batch()));
+  }
+
+  // A masked loss over the global batch: per group Σ errors / Σ hidden tokens over all ranks, the
+  // total their mean over the groups with hidden tokens (masked_loss.hpp's formula on the union).
+  struct GlobalLoss {
+    double total = 0;
+    std::vector<double> per_group;
+    std::vector<double> hidden;  // hidden tokens per group, all ranks
+    int active = 0;              // groups with hidden tokens
+    int64_t samples = 0;         // samples in the global batch
+  };
+  GlobalLoss reduce_loss(const mask::MaskedLoss<float>& local, int64_t batch_size) {
+    GlobalLoss r;
+    if (world() == 1) {  // exactly the single-process numbers
+      r.total = double(local.total.item());
+      r.per_group = local.per_group;
+      for (int64_t h : local.hidden) r.hidden.push_back(double(h)), r.active += h > 0;
+      r.samples = batch_size;
+      return r;
+    }
+    // [hidden_0..G-1, error sums_0..G-1, samples], summed over ranks in one collective.
+    std::vector<double> sums(size_t(2 * G_ + 1));
+    for (int g = 0; g < G_; ++g) {
+      sums[size_t(g)] = double(local.hidden[size_t(g)]);
+      sums[size_t(G_ + g)] = local.per_group[size_t(g)] * double(local.hidden[size_t(g)]);
+    }
+    sums[size_t(2 * G_)] = double(batch_size);
+    dist::all_reduce_sum(*comm_, sums);
+    for (int g = 0; g < G_; ++g) {
+      const double h = sums[size_t(g)];
+      r.hidden.push_back(h);
+      r.per_group.push_back(h > 0 ? sums[size_t(G_ + g)] / h : 0.0);
+      r.active += h > 0;
+    }
+    for (int g = 0; g < G_; ++g) r.total += r.active > 0 ? r.per_group[size_t(g)] / r.active : 0.0;
+    r.samples = int64_t(sums[size_t(2 * G_)]);
+    return r;
+  }
+
+  // Gradients of the global batch's loss, averaged over ranks. With N ranks each rank back-propagates
+  // N x its part of the global loss, Σ_g (N / active) · (its error sum of group g) / (hidden_g over
+  // all ranks), so that the mean over ranks that DataParallel forms is the global gradient exactly
+  // (a plain mean of per-rank losses would weight ranks with fewer hidden tokens of a group wrongly).
+  void backward(const models::MaeOutput<float>& out, const mask::MaskPlan& plan, const GlobalLoss& global) {
+    if (world() == 1) {
+      out.loss.total.backward();
+      return;
+    }
+    Tensor<float> share;  // scalar
+    for (int g = 0; g < G_; ++g) {
+      const int64_t hidden_here = out.loss.hidden[size_t(g)];
+      if (hidden_here == 0) continue;
+      // This rank's mean error of group g over its own hidden tokens, differentiable.
+      const Tensor<float> mask_g = plan.mask.narrow(1, g * L_, L_);  // [B, L]
+      const Tensor<float> mean_g =
+          mask::masked_group_loss<float, CPU>({out.pred[size_t(g)]}, {out.target[size_t(g)]}, mask_g, cfg_.norm_pix).total;
+      const double weight = double(world()) * double(hidden_here) / (double(global.active) * global.hidden[size_t(g)]);
+      const Tensor<float> term = mul(mean_g, weight);
+      share = share.defined() ? add(share, term) : term;
+    }
+    if (share.defined()) share.backward();
+    data_parallel_->finish_gradient_sync();
   }
 
   static bool all_finite(const std::vector<Tensor<float>>& params) {
@@ -419,6 +537,8 @@ class MaePretrainer {
 
   MaePretrainConfig cfg_;
   std::ostream& log_;
+  dist::SingleProcess single_process_;
+  dist::Communicator* comm_;
   std::string spec_;
   std::unique_ptr<data::Dataset> dataset_;
   std::unique_ptr<data::DataLoader> loader_;
@@ -435,6 +555,7 @@ class MaePretrainer {
   double lr_ = 0;
   std::vector<Generator*> stochastic_;
   std::vector<Tensor<float>> optimizer_moments_;  // AdamW's m and v (checked for finiteness)
+  std::unique_ptr<dist::DataParallel<float>> data_parallel_;  // world > 1 only
 };
 
 // ---- the command line ------------------------------------------------------------------------------
@@ -447,14 +568,25 @@ inline bool is_synthetic_spec(const std::string& spec) {
 // command line field by field as ConfigField::on_resume says (mae_config.hpp): training settings
 // must repeat the stored value if given (else a UsageError naming the flag), run length and
 // reporting flags override the stored ones when given, per-invocation flags (threads, --stop-after,
-// --quiet, ...) come from the current command line.
-inline MaePretrainConfig resume_settings(const MaePretrainConfig& now, const io::Cli& cli) {
+// --quiet, ...) come from the current command line. A run resumed on a different number of
+// processes (`world`) keeps its global batch: --batch-size becomes global batch / world (an error
+// naming --batch-size if that does not divide).
+inline MaePretrainConfig resume_settings(const MaePretrainConfig& now, const io::Cli& cli, int world = 1) {
   if (now.out.empty()) throw io::UsageError("--out: an output directory is required");
   const CheckpointPaths paths = CheckpointPaths::in(now.out);
   if (!checkpoint_exists(now.out)) throw io::UsageError("--resume: no checkpoint (checkpoint.json + .safetensors) in " + now.out);
   const json::Value state = read_json_file(paths.state);
   LOOM_CHECK(state.contains("config") && state["config"].contains("settings"), paths.state, " holds no settings");
   MaePretrainConfig stored = settings_from_json(state["config"]["settings"]);
+  const int64_t stored_world = state.contains("world_size") ? state["world_size"].as_int() : 1;
+  if (stored_world != world) {
+    const int64_t global = stored.batch_size * stored_world;
+    if (global % world != 0)
+      throw io::UsageError("--batch-size: the resumed run's global batch " + std::to_string(global) + " (" +
+                           std::to_string(stored_world) + " processes x " + std::to_string(stored.batch_size) +
+                           ") does not split over " + std::to_string(world) + " processes");
+    stored.batch_size = global / world;
+  }
   MaePretrainConfig given = now;
   const std::vector<ConfigField> from = config_fields(given), to = config_fields(stored);
   for (size_t i = 0; i < from.size(); ++i) {
@@ -483,8 +615,13 @@ inline MaePretrainConfig resume_settings(const MaePretrainConfig& now, const io:
 
 // The mae_pretrain program (examples/mae_pretrain.cpp calls it). Exit codes: 0 done (or --help),
 // 1 error (data, I/O, ...), 2 bad usage (a one-line message naming the flag), 3 non-finite loss.
+// With a communicator of several ranks (every rank calls this with the same arguments), an error
+// on any rank ends the whole job through Communicator::abort with the message (MPI_Abort: the
+// launcher's contract), never a hang; only rank 0 prints progress and writes files.
 inline int mae_pretrain_main(int argc, const char* const* argv, std::ostream& out = std::cout,
-                             std::ostream& err = std::cerr) {
+                             std::ostream& err = std::cerr, dist::Communicator* comm = nullptr) {
+  const int world = comm ? comm->size() : 1;
+  const bool root = !comm || comm->rank() == 0;
   MaePretrainConfig cfg;
   io::Cli cli("mae_pretrain --data <spec> --out <dir>",
               "Masked-autoencoder pre-training of the multi-modal (Sentinel-1 + Sentinel-2) ViT encoder.\n"
@@ -493,21 +630,25 @@ inline int mae_pretrain_main(int argc, const char* const* argv, std::ostream& ou
   bind_flags(cli, cfg);
   try {
     if (!cli.parse(argc, argv, out)) return 0;
-    if (cfg.resume) cfg = resume_settings(cfg, cli);
+    if (cfg.resume) cfg = resume_settings(cfg, cli, world);
     if (cli.given("image-size") && !is_synthetic_spec(cfg.data))
       throw io::UsageError("--image-size: applies to synthetic data only (--data " + cfg.data + " has its own size)");
-    MaePretrainer trainer(cfg, out);
+    MaePretrainer trainer(cfg, out, comm);
     const RunResult r = trainer.run();
-    if (r.status == RunStatus::non_finite) {
-      err << "mae_pretrain: " << r.message << std::endl;
+    if (r.status == RunStatus::non_finite) {  // decided on reduced values: every rank stops here
+      if (root) err << "mae_pretrain: " << r.message << std::endl;
       return 3;
     }
+    if (world > 1) comm->barrier();  // rank 0's last files are written before anyone reports success
     return 0;
   } catch (const io::UsageError& e) {
     const std::string what = e.what();
-    err << "mae_pretrain: " << what.substr(0, what.find('\n')) << " (see --help)" << std::endl;
+    const std::string line = "mae_pretrain: " + what.substr(0, what.find('\n')) + " (see --help)";
+    if (world > 1) comm->abort(line, 2);
+    err << line << std::endl;
     return 2;
   } catch (const std::exception& e) {
+    if (world > 1) comm->abort(std::string("mae_pretrain: error: ") + e.what(), 1);
     err << "mae_pretrain: error: " << e.what() << std::endl;
     return 1;
   }

@@ -1,0 +1,201 @@
+// mae_pretrain under mpirun (docs/distributed.md). This program is both the test and the trainer:
+// `test_dist_train --mae-pretrain <flags>` is mae_pretrain on the MPI world (what mpirun starts),
+// any other command line runs the Catch2 tests, which launch it with `mpirun -np 2`.
+//   - 2 processes x --batch-size b log the loss trajectory of 1 process x 2b (1e-4 relative)
+//   - a run resumes at another world size, continuing the same trajectory
+//   - a failing rank ends the job with a message (MPI_Abort), a hung rank too (LOOM_DIST_TIMEOUT)
+// Test hooks of the trainer mode (this file only): LOOM_TEST_BREAK_RANK=r with LOOM_TEST_BREAK=data
+// (rank r gets an unreadable --data) or hang (rank r sleeps instead of training).
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "loom/dist/mpi.hpp"
+#include "loom/train/mae_pretrain.hpp"
+#include "support/check.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+std::string self_path;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() / ("loom_test_dist_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+// The tiny model on 16x16 synthetic images of tests/train, 10 steps, every step logged; the
+// default mask (the paper's mixture, with whole-modality drops) so that ranks see different numbers
+// of hidden tokens per group.
+std::vector<std::string> tiny_run(const std::string& out, int64_t batch, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"--data", "synthetic:train=48,clouds=0", "--image-size", "16", "--patch", "4",
+                                   "--model", "32x1x2", "--decoder", "32x1x2", "--batch-size", std::to_string(batch),
+                                   "--threads", "1", "--workers", "1", "--quiet", "--out", out, "--log-every", "1",
+                                   "--recon-samples", "2", "--steps", "10", "--warmup", "3", "--blr", "0.2"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+int run_single(std::vector<std::string> args) {
+  args.insert(args.begin(), "mae_pretrain");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  std::ostringstream out, err;
+  const int code = loom::train::mae_pretrain_main(int(argv.size()), argv.data(), out, err);
+  INFO(err.str());
+  REQUIRE(code == 0);
+  return code;
+}
+
+struct Launch {
+  int code;
+  std::string output;
+  double seconds;
+};
+
+// mpirun -np <n> <this program> --mae-pretrain <args>, with extra environment variables.
+Launch run_mpi(int processes, const std::vector<std::string>& args, const std::string& env = "") {
+  TempDir tmp;
+  std::string cmd = env + " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " LOOM_MPIEXEC " -np " +
+                    std::to_string(processes) + " --oversubscribe " + self_path + " --mae-pretrain";
+  for (const auto& a : args) cmd += " '" + a + "'";
+  cmd += " > " + (tmp / "log") + " 2>&1";
+  const auto t0 = std::chrono::steady_clock::now();
+  const int status = std::system(cmd.c_str());
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::ifstream in(tmp / "log");
+  std::stringstream text;
+  text << in.rdbuf();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, text.str(), seconds};
+}
+
+std::vector<loom::json::Value> metrics_of(const std::string& dir) {
+  std::ifstream in(fs::path(dir) / "metrics.jsonl");
+  std::vector<loom::json::Value> records;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) records.push_back(loom::json::parse(line));
+  return records;
+}
+
+std::vector<double> series(const std::vector<loom::json::Value>& records, const std::string& key) {
+  std::vector<double> out;
+  for (const auto& r : records) out.push_back(r[key].as_number());
+  return out;
+}
+
+void require_same_trajectory(const std::string& ours, const std::string& reference, int64_t from_step = 1) {
+  const auto a = metrics_of(ours), b = metrics_of(reference);
+  REQUIRE(a.size() == 10);
+  REQUIRE(b.size() == 10);
+  std::vector<loom::json::Value> a_tail(a.begin() + (from_step - 1), a.end()), b_tail(b.begin() + (from_step - 1), b.end());
+  REQUIRE(series(a_tail, "step") == series(b_tail, "step"));
+  for (const char* key : {"loss", "loss_s1", "loss_s2", "baseline", "lr", "grad_norm"}) {
+    INFO(key);
+    loom::test::require_close(series(a_tail, key), series(b_tail, key), {0, 1e-4});
+  }
+}
+
+}  // namespace
+
+TEST_CASE("mpirun -np 2 with --batch-size b logs the loss trajectory of 1 process with 2b", "[dist][mpi][train]") {
+  TempDir dir;
+  run_single(tiny_run(dir / "one", 8));
+  const Launch two = run_mpi(2, tiny_run(dir / "two", 4));
+  INFO(two.output);
+  REQUIRE(two.code == 0);
+  require_same_trajectory(dir / "two", dir / "one");
+  // Global batch semantics in what rank 0 wrote.
+  const auto config = loom::train::read_json_file(dir / "two/config.json");
+  REQUIRE(config["run"]["processes"].as_int() == 2);
+  REQUIRE(config["run"]["global_batch_size"].as_int() == 8);
+  REQUIRE(config["optimizer"]["lr"].as_number() == Approx(0.2 * 8 / 256).epsilon(1e-12));
+  REQUIRE(fs::exists(dir / "two/checkpoint.safetensors"));
+  REQUIRE(fs::exists(dir / "two/recon_10.png"));
+}
+
+TEST_CASE("a data-parallel run resumes at another world size on the same trajectory", "[dist][mpi][train]") {
+  TempDir dir;
+  run_single(tiny_run(dir / "reference", 8));
+  // 2 processes for 5 steps, then 1 process (batch 8 = the global batch, derived on resume).
+  const Launch first = run_mpi(2, tiny_run(dir / "two_then_one", 4, {"--stop-after", "5"}));
+  INFO(first.output);
+  REQUIRE(first.code == 0);
+  run_single({"--out", dir / "two_then_one", "--resume", "--quiet", "--threads", "1"});
+  require_same_trajectory(dir / "two_then_one", dir / "reference", 6);
+  // 1 process for 5 steps, then 2 (batch 4 each).
+  run_single(tiny_run(dir / "one_then_two", 8, {"--stop-after", "5"}));
+  const Launch second = run_mpi(2, {"--out", dir / "one_then_two", "--resume", "--quiet", "--threads", "1"});
+  INFO(second.output);
+  REQUIRE(second.code == 0);
+  require_same_trajectory(dir / "one_then_two", dir / "reference", 6);
+  // A global batch that does not split over the world size is a usage error naming --batch-size.
+  TempDir odd;
+  run_single(tiny_run(odd / "run", 5, {"--stop-after", "1"}));
+  const Launch bad = run_mpi(2, {"--out", odd / "run", "--resume", "--quiet"});
+  REQUIRE(bad.code != 0);
+  REQUIRE(bad.output.find("--batch-size: the resumed run's global batch 5") != std::string::npos);
+}
+
+TEST_CASE("a failing rank aborts the whole job with its message", "[dist][mpi][train]") {
+  TempDir dir;
+  const Launch r = run_mpi(2, tiny_run(dir / "run", 4), "LOOM_TEST_BREAK_RANK=1 LOOM_TEST_BREAK=data LOOM_DIST_TIMEOUT=60");
+  INFO(r.output);
+  REQUIRE(r.code != 0);
+  REQUIRE(r.output.find("rank 1 of 2") != std::string::npos);
+  REQUIRE(r.output.find("nowhere") != std::string::npos);  // the failing rank's own message
+  REQUIRE(r.output.find("aborting all 2 processes") != std::string::npos);
+  REQUIRE(r.seconds < 50);
+}
+
+TEST_CASE("a hung rank makes the others abort after LOOM_DIST_TIMEOUT, not hang", "[dist][mpi][train]") {
+  TempDir dir;
+  const Launch r = run_mpi(2, tiny_run(dir / "run", 4), "LOOM_TEST_BREAK_RANK=1 LOOM_TEST_BREAK=hang LOOM_DIST_TIMEOUT=2");
+  INFO(r.output);
+  REQUIRE(r.code != 0);
+  REQUIRE(r.output.find("rank 0 of 2") != std::string::npos);
+  REQUIRE(r.output.find("did not complete within 2 s") != std::string::npos);
+  REQUIRE(r.seconds < 40);
+  REQUIRE_FALSE(fs::exists(dir / "run/checkpoint.json"));
+}
+
+int main(int argc, char** argv) {
+  self_path = fs::absolute(argv[0]).string();
+  if (argc >= 2 && std::strcmp(argv[1], "--mae-pretrain") == 0) {
+    loom::dist::MpiEnvironment mpi(argc, argv);
+    loom::dist::MpiCommunicator world;
+    std::vector<std::string> args(argv + 1, argv + argc);
+    args[0] = "mae_pretrain";
+    const char* break_rank = std::getenv("LOOM_TEST_BREAK_RANK");
+    const char* how = std::getenv("LOOM_TEST_BREAK");
+    if (break_rank && how && std::atoi(break_rank) == world.rank()) {
+      if (std::strcmp(how, "hang") == 0) std::this_thread::sleep_for(std::chrono::seconds(60));
+      for (size_t i = 0; i + 1 < args.size(); ++i)
+        if (args[i] == "--data") args[i + 1] = "bigearthnet:/nowhere";
+    }
+    std::vector<const char*> pointers;
+    for (const auto& a : args) pointers.push_back(a.c_str());
+    return loom::train::mae_pretrain_main(int(pointers.size()), pointers.data(), std::cout, std::cerr, &world);
+  }
+  return Catch::Session().run(argc, argv);
+}
