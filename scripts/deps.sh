@@ -2,7 +2,8 @@
 # Installs the Debian packages loom needs that are not installed yet (sourced by main.sh and test.sh).
 # Needs root or sudo; does nothing when everything is present.
 loom_install_deps() {
-  local packages=(build-essential cmake libeigen3-dev catch2 libtiff-dev libstb-dev "$@")
+  # libopenmpi-dev + openmpi-bin: data-parallel training (loom::mpi, docs/distributed.md)
+  local packages=(build-essential cmake libeigen3-dev catch2 libtiff-dev libstb-dev libopenmpi-dev openmpi-bin "$@")
   local missing=()
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
