@@ -42,18 +42,11 @@
 #include "loom/core/dtype.hpp"
 #include "loom/core/error.hpp"
 #include "loom/core/parallel.hpp"
+#include "loom/core/host_device.hpp"
 #include "loom/core/shape.hpp"
 #include "loom/core/tensor.hpp"
 #include "loom/ops/argsort.hpp"
 
-// Functions that CUDA kernels will call as well as host code.
-#ifndef LOOM_HOST_DEVICE
-#if defined(__CUDACC__)
-#define LOOM_HOST_DEVICE __host__ __device__
-#else
-#define LOOM_HOST_DEVICE
-#endif
-#endif
 
 namespace loom {
 

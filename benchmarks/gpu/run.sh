@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Every CUDA test and kernel benchmark in one call, sized for a single 10-minute GPU slot:
+#   1. configure + build the kernels, their tests and benchmarks for this GPU's architecture
+#   2. the CPU-side kernel arithmetic tests and all CUDA tests
+#   3. the CUDA tests again under compute-sanitizer (memcheck on all small cases, racecheck on the
+#      shared-memory kernels)
+#   4. the kernel benchmarks (loom vs cuBLAS+softmax, vs PyTorch SDPA flash/cuDNN when torch is there)
+# Prints a summary table last; CSVs and logs go to $OUT (default build-gpu/results).
+# Needs CUDA and CMake; Eigen and Catch2 come from the system or from .deps/usr (scripts/gpu_bundle.sh).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${LOOM_GPU_BUILD:-$root/build-gpu}
+out=${OUT:-$build/results}
+mkdir -p "$out"
+summary=()
+step() {  # step <name> <timeout-seconds> <command...>: runs, logs, records status and time
+  local name=$1 limit=$2
+  shift 2
+  local start=$SECONDS log="$out/$(echo "$name" | tr -c 'a-zA-Z0-9\n' '_').log"
+  echo "=== $name"
+  timeout "$limit" "$@" >"$log" 2>&1
+  local rc=$?
+  tail -n 25 "$log"
+  local status=ok
+  [ $rc -ne 0 ] && status="FAILED (exit $rc)"
+  [ $rc -eq 124 ] && status="TIMEOUT (${limit}s)"
+  summary+=("$(printf '%-34s %-18s %5ss' "$name" "$status" $((SECONDS - start)))")
+  return $rc
+}
+
+arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+echo "GPU: ${gpu:-none} (sm_${arch:-?}), $(date -u +%Y-%m-%dT%H:%MZ)"
+prefix=()
+[ -d "$root/.deps/usr" ] && prefix=(-DCMAKE_PREFIX_PATH="$root/.deps/usr")
+gen=()
+command -v ninja >/dev/null && gen=(-G Ninja)
+step "configure" 120 cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DLOOM_CUDA=ON \
+  -DLOOM_BUILD_EXAMPLES=OFF -DCMAKE_CUDA_ARCHITECTURES="${arch:-90}" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${prefix[@]}" || { printf '%s\n' "${summary[@]}"; exit 1; }
+step "build" 400 cmake --build "$build" -j "$(nproc)" --target test_kernel_math test_cuda_kernels \
+  bench_attention_gpu bench_patch_gpu || { printf '%s\n' "${summary[@]}"; exit 1; }
+
+tests=$build/tests
+step "cpu kernel math" 120 "$tests/test_kernel_math"
+step "cuda tests" 300 "$tests/test_cuda_kernels"
+if command -v compute-sanitizer >/dev/null; then
+  # (the [memory] test provokes a failing cudaMalloc on purpose, which memcheck would count)
+  step "memcheck (small cases)" 150 compute-sanitizer --tool memcheck --error-exitcode 3 \
+    "$tests/test_cuda_kernels" "[small],[patch],[loss]"
+  step "racecheck (small cases)" 150 compute-sanitizer --tool racecheck --error-exitcode 3 \
+    "$tests/test_cuda_kernels" "[small],[patch],[loss]"
+else
+  summary+=("compute-sanitizer                  not found")
+fi
+if grep -q "test_dist_nccl" "$root/tests/CMakeLists.txt"; then  # NCCL communicator, one rank on this GPU
+  step "nccl test (1 rank)" 180 bash -c "cmake --build '$build' -j $(nproc) --target test_dist_nccl && '$tests/test_dist_nccl'"
+fi
+step "bench attention" 240 "$build/benchmarks/gpu/bench_attention_gpu" --csv "$out/bench_attention_gpu.csv"
+step "bench patch kernels" 120 "$build/benchmarks/gpu/bench_patch_gpu" --csv "$out/bench_patch_gpu.csv"
+py=$(command -v python3 || true)
+if [ -n "$py" ] && "$py" -c "import torch" 2>/dev/null; then
+  step "torch sdpa" 240 "$py" "$root/benchmarks/gpu/torch_sdpa.py" --csv "$out/torch_sdpa.csv"
+else
+  summary+=("torch sdpa                         skipped: no python3 with torch")
+fi
+
+echo
+echo "=== summary (${gpu:-no GPU}; CSVs and logs in $out)"
+if [ -f "$out/bench_attention_gpu.csv" ] && [ -f "$out/torch_sdpa.csv" ]; then
+  # fwd+bwd TFLOP/s of loom's kernel against PyTorch flash, bf16, per sequence length
+  awk -F, 'FNR > 1 && $2 == "bf16" && ($1 == "loom_flash" || $1 == "torch_flash") { t[$1 "," $4] = $11 }
+    END { for (s in t) { split(s, k, ","); if (k[1] == "loom_flash" && ("torch_flash," k[2]) in t)
+            printf "loom/torch-flash fwd+bwd bf16 seq %s: %.2f\n", k[2], t[s] / t["torch_flash," k[2]] } }' \
+    "$out/bench_attention_gpu.csv" "$out/torch_sdpa.csv" | sort -t' ' -k5n
+fi
+printf '%s\n' "${summary[@]}"
