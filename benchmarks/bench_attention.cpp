@@ -6,12 +6,16 @@
 // statistics: loom::reset_peak_memory / memory_stats).
 // FLOPs counted per (batch·head): forward 4·Sq·Sk·D (two matmuls), backward 8·Sq·Sk·D (four); the
 // fused backward's recomputation of Q·Kᵀ is not counted.
-// Usage: bench_attention [--reps N] [--threads T] [--seq S[,S...]] [--csv FILE]
+// --cpu-time times with the process CPU clock instead of the wall clock: on a shared, loaded
+// machine that is the steadier measure of work (use it with --threads 1; pool threads that spin
+// while waiting would count too).
+// Usage: bench_attention [--reps N] [--threads T] [--seq S[,S...]] [--csv FILE] [--cpu-time 1]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -36,14 +40,25 @@ struct Measure {
   }
 };
 
+bool use_cpu_time = false;
+
+double now_seconds() {
+  if (use_cpu_time) {
+    timespec t{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return double(t.tv_sec) + double(t.tv_nsec) * 1e-9;
+  }
+  return std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+}
+
 // Times fn once and records the peak bytes it allocated above what was live before.
 template <class Fn>
 void measure(Measure& m, Fn&& fn) {
   const int64_t before = loom::memory_stats().current_bytes;
   loom::reset_peak_memory();
-  const auto t0 = Clock::now();
+  const double t0 = now_seconds();
   fn();
-  m.seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  m.seconds.push_back(now_seconds() - t0);
   m.peak_bytes = std::max(m.peak_bytes, loom::memory_stats().peak_bytes - before);
 }
 
@@ -57,6 +72,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--reps")) reps = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--csv")) csv = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--cpu-time")) use_cpu_time = std::atoi(argv[i + 1]) != 0;
     else if (!std::strcmp(argv[i], "--seq")) {
       seqs.clear();
       for (const char* p = argv[i + 1]; *p;) {
@@ -68,8 +84,8 @@ int main(int argc, char** argv) {
   }
   loom::set_num_threads(threads);
   const int64_t B = 8, H = 12, D = 64;
-  std::printf("attention fp32: batch %lld x heads %lld, head dim %lld, %d threads, median of %d\n", (long long)B,
-              (long long)H, (long long)D, loom::num_threads(), reps);
+  std::printf("attention fp32: batch %lld x heads %lld, head dim %lld, %d threads, median of %d (%s time)\n",
+              (long long)B, (long long)H, (long long)D, loom::num_threads(), reps, use_cpu_time ? "CPU" : "wall");
   std::printf("%6s %-8s %12s %10s %12s %10s %14s %14s\n", "S", "pass", "fused ms", "GFLOP/s", "ref ms", "GFLOP/s",
               "fused peak MB", "ref peak MB");
   FILE* out = std::fopen(csv.c_str(), "w");

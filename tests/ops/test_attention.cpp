@@ -158,7 +158,7 @@ TEST_CASE("attention: double matches the naive loop tightly", "[attention]") {
 }
 
 TEST_CASE("attention: non-contiguous and expanded inputs", "[attention]") {
-  const Sizes n{2, 3, 75, 70, 40, 40};
+  const Sizes n{2, 3, 75, 170, 40, 40};
   loom::Generator gen(11);
   // q: [B, Sq, H, D] transposed (row stride H·D); k: narrowed from a wider head dim (row stride
   // 48); v: stored [B, H, Dv, Sk] and transposed (inner stride != 1: copied by the kernel).
@@ -213,7 +213,7 @@ TEST_CASE("attention: non-contiguous and expanded inputs", "[attention]") {
 }
 
 TEST_CASE("attention: custom scale", "[attention]") {
-  const Sizes n{1, 2, 33, 90, 59, 17};
+  const Sizes n{1, 2, 33, 190, 59, 17};
   loom::Generator gen(5);
   const Tensor<float> q = leaf(loom::randn<float>({n.b, n.h, n.sq, n.d}, gen));
   const Tensor<float> k = leaf(loom::randn<float>({n.b, n.h, n.sk, n.d}, gen));
@@ -268,7 +268,7 @@ TEST_CASE("attention: gradcheck in double, several tiles, non-contiguous and exp
     REQUIRE(r.ok);
   }
   SECTION("query and key blocks, dQ split over key-block groups, non-contiguous leaves") {
-    const Tensor<double> q = leaf(loom::randn<double>({1, 3, 67, 1}, gen).transpose(1, 3).detach());  // [1, 1, 67, 3]
+    const Tensor<double> q = leaf(loom::randn<double>({1, 3, 100, 1}, gen).transpose(1, 3).detach());  // [1, 1, 100, 3]
     const Tensor<double> k = leaf(loom::randn<double>({1, 1, 3, 130}, gen).transpose(2, 3).detach());  // [1, 1, 130, 3]
     const Tensor<double> v = leaf(loom::randn<double>({1, 1, 130, 2}, gen));
     REQUIRE(!q.is_contiguous());

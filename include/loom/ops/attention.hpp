@@ -52,9 +52,11 @@ Tensor<T, Dev> attention_reference(const Tensor<T, Dev>& q, const Tensor<T, Dev>
 
 namespace detail::flash {
 
-// Tile sizes (rows of Q per query block, rows of K/V per key block). See docs/performance.md.
-inline constexpr int64_t kBlockQ = 64;
-inline constexpr int64_t kBlockK = 64;
+// Tile sizes: rows of Q per query block, rows of K/V per key block. 96 is a whole number of the
+// GEMM micro-kernel's 6-row and 16-column panels, so full tiles have no edge panels; 96 x 96 beat
+// 64 x 64, 48 x 96 and 64 x 128 (docs/performance.md, "Attention (CPU)").
+inline constexpr int64_t kBlockQ = 96;
+inline constexpr int64_t kBlockK = 96;
 // Forward and backward split each head's query / key blocks into chunks until there are at least
 // this many tasks: a function of the shape only, so results do not depend on the thread count
 // (each extra backward chunk costs one [Sq, D] dQ partial per head).
