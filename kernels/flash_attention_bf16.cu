@@ -10,8 +10,9 @@
 //               Sᵀ = K Qᵀ, Pᵀ from lse, dV += Pᵀ dO, dPᵀ = V dOᵀ, dSᵀ = Pᵀ(dPᵀ - D), dK += dSᵀ Q
 //             flash_backward_q_bf16_kernel<DPAD>   block: 4 warps × 16 queries; per key tile of 64:
 //               S = Q Kᵀ, P, dP = dO Vᵀ, dS, dQ += dS K.   Deterministic: no atomics.
-//   DPAD ∈ {32, 64, 128}; shared-memory rows are padded by 8 elements so that the 8 row groups of
-//   a fragment load hit 8 different bank quads.
+//   DPAD ∈ {32, 64, 128}. All tiles are row-major in shared memory, rows padded by 8 elements so
+//   that the 8 rows of an ldmatrix phase hit 8 different bank quads; operands needed transposed
+//   (V in P·V, dO, Q, K in the backward products) are read with ldmatrix.trans, never copied.
 // How to run: tests/cuda/test_cuda_kernels.cpp ("[flash]", bf16 cases) and benchmarks/gpu/
 // bench_attention_gpu (bf16 rows), from benchmarks/gpu/run.sh. Fragment maps: mma_fragments.hpp
 // (tested on the CPU by test_kernel_math); CPU reference: flash_attention_cpu.hpp.
@@ -36,31 +37,44 @@ constexpr int kThreads = 32 * kWarps;
 constexpr int kBlockRows = 16 * kWarps;  // rows a block owns (queries or keys)
 constexpr int kTile = 64;                // rows of the other operand per shared-memory step
 constexpr int kTileNt = kTile / 8;       // n8 accumulator tiles across a 64-wide score tile
-constexpr int kTransposedStride = kTile + 8;
 
 template <int DPAD>
 constexpr int kRowStride = DPAD + 8;
-
-__device__ __forceinline__ uint32_t load_pair(const bf16_t* tile, int stride, int row, int col) {
-  return *reinterpret_cast<const uint32_t*>(tile + row * stride + col);
-}
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const bf16_t* p) {
+  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const bf16_t* p) {
+  const auto addr = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
 // A fragment of the 16×16 block at (row0, col0) of a row-major tile.
 __device__ __forceinline__ void load_a(uint32_t (&a)[4], const bf16_t* tile, int stride, int row0, int col0,
                                        int lane) {
-#pragma unroll
-  for (int r = 0; r < 4; ++r) a[r] = load_pair(tile, stride, row0 + mma::a_row(lane, r), col0 + mma::a_col(lane, r));
+  ldmatrix_x4(a, tile + (row0 + mma::ldm_row(lane)) * stride + col0 + mma::ldm_col(lane));
 }
 
-// B fragment of B(k, n) = tile[n0 + n][k0 + k]: every B operand is kept as Bᵀ, row-major.
-__device__ __forceinline__ void load_b(uint32_t (&b)[2], const bf16_t* tile, int stride, int n0, int k0, int lane) {
-#pragma unroll
-  for (int r = 0; r < 2; ++r) b[r] = load_pair(tile, stride, n0 + mma::b_n(lane), k0 + mma::b_k(lane, r));
+// B fragments of n-tiles n0 and n0 + 8 (k-block at k0), B(k, n) = tile[n][k]: a tile holding Bᵀ.
+__device__ __forceinline__ void load_b_pair_from_transposed(uint32_t (&b)[4], const bf16_t* tile, int stride, int n0,
+                                                            int k0, int lane) {
+  ldmatrix_x4(b, tile + (n0 + mma::ldm_bt_row(lane)) * stride + k0 + mma::ldm_bt_col(lane));
+}
+
+// B fragments of n-tiles n0 and n0 + 8 (k-block at k0), B(k, n) = tile[k][n]: a row-major tile.
+__device__ __forceinline__ void load_b_pair(uint32_t (&b)[4], const bf16_t* tile, int stride, int k0, int n0,
+                                            int lane) {
+  ldmatrix_x4_trans(b, tile + (k0 + mma::ldm_row(lane)) * stride + n0 + mma::ldm_col(lane));
 }
 
 // The A fragment of k-block kk of a product whose left operand is the accumulator tiles c[2kk], c[2kk+1].
@@ -72,12 +86,13 @@ __device__ __forceinline__ void a_from_accumulators(uint32_t (&a)[4], const floa
   }
 }
 
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+// c += a · b, with b the registers b0, b1 of one n-tile.
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // c[nt] (16 × 64 accumulators) += rows [row0, row0+16) of `left` (row-major, DPAD wide) times the
@@ -90,55 +105,64 @@ __device__ __forceinline__ void score_tile(float (&c)[kTileNt][4], const bf16_t*
     uint32_t a[4];
     load_a(a, left, kRowStride<DPAD>, row0, kk * 16, lane);
 #pragma unroll
-    for (int nt = 0; nt < kTileNt; ++nt) {
-      uint32_t b[2];
-      load_b(b, right, kRowStride<DPAD>, nt * 8, kk * 16, lane);
-      mma_bf16(c[nt], a, b);
+    for (int nt = 0; nt < kTileNt; nt += 2) {
+      uint32_t b[4];
+      load_b_pair_from_transposed(b, right, kRowStride<DPAD>, nt * 8, kk * 16, lane);
+      mma_bf16(c[nt], a, b[0], b[1]);
+      mma_bf16(c[nt + 1], a, b[2], b[3]);
     }
   }
 }
 
-// acc (16 × DPAD) += P (the 16 × 64 accumulators, as bf16) times the transposed tile (DPAD rows of 64).
+// acc (16 × DPAD) += P (the 16 × 64 accumulators, as bf16) times `rows` (64 rows of DPAD, row-major).
 template <int DPAD>
 __device__ __forceinline__ void accumulate_product(float (&acc)[DPAD / 8][4], const float (&p)[kTileNt][4],
-                                                   const bf16_t* transposed, int lane) {
+                                                   const bf16_t* rows, int lane) {
 #pragma unroll
   for (int kk = 0; kk < kTile / 16; ++kk) {
     uint32_t a[4];
     a_from_accumulators(a, p, kk);
 #pragma unroll
-    for (int nd = 0; nd < DPAD / 8; ++nd) {
-      uint32_t b[2];
-      load_b(b, transposed, kTransposedStride, nd * 8, kk * 16, lane);
-      mma_bf16(acc[nd], a, b);
+    for (int nd = 0; nd < DPAD / 8; nd += 2) {
+      uint32_t b[4];
+      load_b_pair(b, rows, kRowStride<DPAD>, kk * 16, nd * 8, lane);
+      mma_bf16(acc[nd], a, b[0], b[1]);
+      mma_bf16(acc[nd + 1], a, b[2], b[3]);
     }
   }
 }
 
-// Rows [r0, r0 + kTile) of a [n, d] matrix into shared memory: row-major [kTile][DPAD + 8] and/or
-// transposed [DPAD][kTile + 8]; zeros past n and d.
-template <int DPAD, bool kRowMajor, bool kTransposed>
-__device__ __forceinline__ void stage(bf16_t* rows, bf16_t* transposed, const bf16_t* src, int64_t r0, int64_t n,
-                                      int d) {
-  for (int idx = threadIdx.x; idx < kTile * DPAD; idx += kThreads) {
-    const int r = idx / DPAD, c = idx % DPAD;
-    const bf16_t x = r0 + r < n && c < d ? src[(r0 + r) * d + c] : __float2bfloat16(0.0f);
-    if constexpr (kRowMajor) rows[r * kRowStride<DPAD> + c] = x;
-    if constexpr (kTransposed) transposed[c * kTransposedStride + r] = x;
+// Rows [r0, r0 + kTile) of a [n, d] matrix into a row-major shared tile [kTile][DPAD + 8], zeros
+// past n and d; 16-byte loads when rows are 16-byte aligned (d a multiple of 8).
+template <int DPAD>
+__device__ __forceinline__ void stage(bf16_t* tile, const bf16_t* src, int64_t r0, int64_t n, int d) {
+  if (d % 8 == 0 && (reinterpret_cast<uintptr_t>(src) & 15) == 0) {
+    constexpr int kChunks = DPAD / 8;
+    for (int idx = threadIdx.x; idx < kTile * kChunks; idx += kThreads) {
+      const int r = idx / kChunks, c = (idx % kChunks) * 8;
+      uint4 x = make_uint4(0, 0, 0, 0);
+      if (r0 + r < n && c < d) x = *reinterpret_cast<const uint4*>(src + (r0 + r) * d + c);
+      *reinterpret_cast<uint4*>(tile + r * kRowStride<DPAD> + c) = x;
+    }
+  } else {
+    for (int idx = threadIdx.x; idx < kTile * DPAD; idx += kThreads) {
+      const int r = idx / DPAD, c = idx % DPAD;
+      tile[r * kRowStride<DPAD> + c] = r0 + r < n && c < d ? src[(r0 + r) * d + c] : __float2bfloat16(0.0f);
+    }
   }
 }
 
 template <int DPAD>
 constexpr size_t forward_smem() {
-  return (2 * kTile * kRowStride<DPAD> + DPAD * kTransposedStride) * sizeof(bf16_t);
+  return 3 * kTile * kRowStride<DPAD> * sizeof(bf16_t);
 }
 template <int DPAD>
 constexpr size_t backward_kv_smem() {
-  return (4 * kTile * kRowStride<DPAD> + 2 * DPAD * kTransposedStride) * sizeof(bf16_t) + 2 * kTile * sizeof(float);
+  return 4 * kTile * kRowStride<DPAD> * sizeof(bf16_t) + 2 * kTile * sizeof(float);
 }
 template <int DPAD>
 constexpr size_t backward_q_smem() {
-  return (4 * kTile * kRowStride<DPAD> + DPAD * kTransposedStride) * sizeof(bf16_t);
+  return 4 * kTile * kRowStride<DPAD> * sizeof(bf16_t);
 }
 
 template <int DPAD>
@@ -149,17 +173,17 @@ __global__ void __launch_bounds__(kThreads)
   extern __shared__ __align__(16) unsigned char smem[];
   bf16_t* qs = reinterpret_cast<bf16_t*>(smem);  // [64][DPAD + 8]
   bf16_t* ks = qs + kTile * kRowStride<DPAD>;   // [64][DPAD + 8]
-  bf16_t* vts = ks + kTile * kRowStride<DPAD>;  // [DPAD][64 + 8]
+  bf16_t* vs = ks + kTile * kRowStride<DPAD>;   // [64][DPAD + 8]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wrow = warp * 16;
   const int64_t bh = blockIdx.y, q0 = int64_t(blockIdx.x) * kBlockRows;
-  stage<DPAD, true, false>(qs, nullptr, q + bh * sq * d, q0, sq, d);
+  stage<DPAD>(qs, q + bh * sq * d, q0, sq, d);
 
   float acc[DPAD / 8][4] = {};
   attention::OnlineSoftmax row[2];  // this lane's rows: group and group + 8
   for (int64_t j0 = 0; j0 < sk; j0 += kTile) {
     __syncthreads();
-    stage<DPAD, true, false>(ks, nullptr, k + bh * sk * d, j0, sk, d);
-    stage<DPAD, false, true>(nullptr, vts, v + bh * sk * d, j0, sk, d);
+    stage<DPAD>(ks, k + bh * sk * d, j0, sk, d);
+    stage<DPAD>(vs, v + bh * sk * d, j0, sk, d);
     __syncthreads();
     float s[kTileNt][4] = {};
     score_tile<DPAD>(s, qs, wrow, ks, lane);
@@ -186,7 +210,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int nd = 0; nd < DPAD / 8; ++nd)
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[nd][i] *= alpha[i >> 1];
-    accumulate_product<DPAD>(acc, s, vts, lane);
+    accumulate_product<DPAD>(acc, s, vs, lane);
   }
 #pragma unroll
   for (int h = 0; h < 2; ++h) {  // each lane summed its own columns: complete l over the group
@@ -222,20 +246,18 @@ __global__ void __launch_bounds__(kThreads)
   bf16_t* vs = ks + kTile * RS;                   // [64][DPAD + 8]
   bf16_t* qs = vs + kTile * RS;                   // [64][DPAD + 8] query tile
   bf16_t* dos = qs + kTile * RS;                  // [64][DPAD + 8]
-  bf16_t* qts = dos + kTile * RS;                 // [DPAD][64 + 8]
-  bf16_t* dots = qts + DPAD * kTransposedStride;  // [DPAD][64 + 8]
-  float* lse2s = reinterpret_cast<float*>(dots + DPAD * kTransposedStride);  // [64]
+  float* lse2s = reinterpret_cast<float*>(dos + kTile * RS);  // [64]
   float* deltas = lse2s + kTile;                                              // [64]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wrow = warp * 16;
   const int64_t bh = blockIdx.y, key0 = int64_t(blockIdx.x) * kBlockRows;
-  stage<DPAD, true, false>(ks, nullptr, k + bh * sk * d, key0, sk, d);
-  stage<DPAD, true, false>(vs, nullptr, v + bh * sk * d, key0, sk, d);
+  stage<DPAD>(ks, k + bh * sk * d, key0, sk, d);
+  stage<DPAD>(vs, v + bh * sk * d, key0, sk, d);
 
   float dk_acc[DPAD / 8][4] = {}, dv_acc[DPAD / 8][4] = {};
   for (int64_t i0 = 0; i0 < sq; i0 += kTile) {
     __syncthreads();
-    stage<DPAD, true, true>(qs, qts, q + bh * sq * d, i0, sq, d);
-    stage<DPAD, true, true>(dos, dots, d_o + bh * sq * d, i0, sq, d);
+    stage<DPAD>(qs, q + bh * sq * d, i0, sq, d);
+    stage<DPAD>(dos, d_o + bh * sq * d, i0, sq, d);
     for (int t = threadIdx.x; t < kTile; t += kThreads) {
       const bool ok = i0 + t < sq;
       lse2s[t] = ok ? lse[bh * sq + i0 + t] * kLog2e : INFINITY;  // padding queries get P = 0
@@ -249,7 +271,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int i = 0; i < 4; ++i)
         p[nt][i] = attention::probability(p[nt][i] * scale2, lse2s[nt * 8 + mma::c_col(lane, i)]);
-    accumulate_product<DPAD>(dv_acc, p, dots, lane);  // dV += Pᵀ dO
+    accumulate_product<DPAD>(dv_acc, p, dos, lane);  // dV += Pᵀ dO
     float dp[kTileNt][4] = {};
     score_tile<DPAD>(dp, vs, wrow, dos, lane);  // dPᵀ = V dOᵀ
 #pragma unroll
@@ -257,7 +279,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int i = 0; i < 4; ++i)
         p[nt][i] = attention::score_gradient(p[nt][i], dp[nt][i], deltas[nt * 8 + mma::c_col(lane, i)]);
-    accumulate_product<DPAD>(dk_acc, p, qts, lane);  // dK += dSᵀ Q
+    accumulate_product<DPAD>(dk_acc, p, qs, lane);  // dK += dSᵀ Q
   }
 #pragma unroll
   for (int nd = 0; nd < DPAD / 8; ++nd)
@@ -284,11 +306,10 @@ __global__ void __launch_bounds__(kThreads)
   bf16_t* dos = qs + kTile * RS;                  // [64][DPAD + 8]
   bf16_t* ks = dos + kTile * RS;                  // [64][DPAD + 8] key tile
   bf16_t* vs = ks + kTile * RS;                   // [64][DPAD + 8]
-  bf16_t* kts = vs + kTile * RS;                  // [DPAD][64 + 8]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, wrow = warp * 16;
   const int64_t bh = blockIdx.y, q0 = int64_t(blockIdx.x) * kBlockRows;
-  stage<DPAD, true, false>(qs, nullptr, q + bh * sq * d, q0, sq, d);
-  stage<DPAD, true, false>(dos, nullptr, d_o + bh * sq * d, q0, sq, d);
+  stage<DPAD>(qs, q + bh * sq * d, q0, sq, d);
+  stage<DPAD>(dos, d_o + bh * sq * d, q0, sq, d);
   float lse2[2], delta_row[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
@@ -300,8 +321,8 @@ __global__ void __launch_bounds__(kThreads)
   float dq_acc[DPAD / 8][4] = {};
   for (int64_t j0 = 0; j0 < sk; j0 += kTile) {
     __syncthreads();
-    stage<DPAD, true, true>(ks, kts, k + bh * sk * d, j0, sk, d);
-    stage<DPAD, true, false>(vs, nullptr, v + bh * sk * d, j0, sk, d);
+    stage<DPAD>(ks, k + bh * sk * d, j0, sk, d);
+    stage<DPAD>(vs, v + bh * sk * d, j0, sk, d);
     __syncthreads();
     float p[kTileNt][4] = {}, dp[kTileNt][4] = {};
     score_tile<DPAD>(p, qs, wrow, ks, lane);   // S = Q Kᵀ
@@ -314,7 +335,7 @@ __global__ void __launch_bounds__(kThreads)
         const float prob = key_ok ? attention::probability(p[nt][i] * scale2, lse2[i >> 1]) : 0.0f;
         p[nt][i] = attention::score_gradient(prob, dp[nt][i], delta_row[i >> 1]);  // dS
       }
-    accumulate_product<DPAD>(dq_acc, p, kts, lane);  // dQ += dS K
+    accumulate_product<DPAD>(dq_acc, p, ks, lane);  // dQ += dS K
   }
 #pragma unroll
   for (int nd = 0; nd < DPAD / 8; ++nd)

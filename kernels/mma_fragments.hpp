@@ -31,4 +31,16 @@ LOOM_HOST_DEVICE constexpr int c_col(int lane, int i) { return thread_in_group(l
 LOOM_HOST_DEVICE constexpr int a_from_c_tile(int r) { return r >> 1; }
 LOOM_HOST_DEVICE constexpr int a_from_c_first(int r) { return (r & 1) * 2; }
 
+// ldmatrix.x4 loads four 8×8 bf16 matrices; lane l supplies the address of row l % 8 of matrix
+// l / 8, and receives from each matrix m, in register m, the pair (row l / 4, columns 2(l % 4), +1) —
+// or with .trans the pair (rows 2(l % 4), +1; column l / 4). Where each lane points:
+//   A block and B from a row-major [k][n] tile (.trans): matrix m at row offset 8(m & 1), column 8(m >> 1),
+//     giving A registers 0..3, or B registers {0, 1} of n-tile n0 and {2, 3} of n-tile n0 + 8;
+//   B from a Bᵀ row-major [n][k] tile: matrix m at row (n) offset 8(m >> 1), column (k) 8(m & 1),
+//     giving B registers {0, 1} of n-tile n0 and {2, 3} of n-tile n0 + 8.
+LOOM_HOST_DEVICE constexpr int ldm_row(int lane) { return (lane & 7) + 8 * ((lane >> 3) & 1); }
+LOOM_HOST_DEVICE constexpr int ldm_col(int lane) { return 8 * (lane >> 4); }
+LOOM_HOST_DEVICE constexpr int ldm_bt_row(int lane) { return (lane & 7) + 8 * (lane >> 4); }
+LOOM_HOST_DEVICE constexpr int ldm_bt_col(int lane) { return 8 * ((lane >> 3) & 1); }
+
 }  // namespace loom::kernels::mma

@@ -5,6 +5,8 @@
 //   patchify_gather_kernel   one block per (sample, kept patch): reads the patch's C·p rows of p
 //                            pixels (contiguous runs), transposes through shared memory into the
 //                            token's (row, column, channel) order, writes the row contiguously.
+//   patchify_gather_vec4     fp32, p and W multiples of 4 (the usual case): 4 tokens per block,
+//                            16-byte loads and stores, same transposition.
 //   unshuffle_kernel         one block per output row, copying from its source row (visible or
 //                            the mask token); rows are contiguous on both sides.
 //   unshuffle_grad_visible   one block per row of grad_out; a kept row has exactly one source.
@@ -13,6 +15,9 @@
 // How to run: tests/cuda/test_cuda_kernels.cpp ("[patch]") against loom::mask's CPU ops;
 // benchmarks/gpu/bench_patch_gpu (GB/s vs a device-to-device copy); both from benchmarks/gpu/run.sh.
 // Index maps: patch_index.hpp (exercised by CPU tests).
+#include <cstdint>
+#include <type_traits>
+
 #include "cuda_check.cuh"
 #include "device_memory.cuh"
 #include "device_types.cuh"
@@ -46,6 +51,39 @@ __global__ void patchify_gather_kernel(const T* __restrict__ image, const int64_
   __syncthreads();
   T* out = tokens + (b * kept + k) * n;
   for (int e = threadIdx.x; e < n; e += blockDim.x) store(out + e, token[e]);
+}
+
+// fp32 with p and W multiples of 4: several tokens per block and 16-byte loads and stores (the
+// scalar kernel above moves too few bytes per block to cover memory latency).
+constexpr int kVecTokensPerBlock = 4;
+__global__ void patchify_gather_vec4_kernel(const float* __restrict__ image, const int64_t* __restrict__ ids_keep,
+                                            float* __restrict__ tokens, int64_t kept, patch::ImageGeometry g) {
+  extern __shared__ float staged[];  // [kVecTokensPerBlock][p·p·C] in token order
+  const int p = int(g.patch), C = int(g.channels), n = p * p * C, quads_per_row = p / 4;
+  const int plane = int(g.height * g.width), width = int(g.width);
+  const int64_t b = blockIdx.y;
+  for (int t = 0; t < kVecTokensPerBlock; ++t) {
+    const int64_t k = int64_t(blockIdx.x) * kVecTokensPerBlock + t;
+    if (k >= kept) break;
+    const int patch_index = int(ids_keep ? ids_keep[b * kept + k] : k);
+    const float* img = image + b * g.channels * g.height * g.width + patch::image_offset(g, patch_index, 0);
+    float* token = staged + t * n;
+    for (int v = threadIdx.x; v < n / 4; v += blockDim.x) {  // v: one float4 of a patch row
+      const int quad = v % quads_per_row, r = (v / quads_per_row) % p, c = v / (quads_per_row * p);
+      const float4 x = *reinterpret_cast<const float4*>(img + c * plane + r * width + quad * 4);
+      const int e = (r * p + quad * 4) * C + c;
+      token[e] = x.x;
+      token[e + C] = x.y;
+      token[e + 2 * C] = x.z;
+      token[e + 3 * C] = x.w;
+    }
+  }
+  __syncthreads();
+  const int64_t k0 = int64_t(blockIdx.x) * kVecTokensPerBlock;
+  const int64_t count = (kept - k0 < kVecTokensPerBlock ? kept - k0 : kVecTokensPerBlock) * n;
+  float4* out = reinterpret_cast<float4*>(tokens + (b * kept + k0) * n);
+  const float4* src = reinterpret_cast<const float4*>(staged);
+  for (int64_t v = threadIdx.x; v < count / 4; v += blockDim.x) out[v] = src[v];
 }
 
 // One block per output row (sample b, position t); threads stride over the row's dims.
@@ -120,9 +158,18 @@ void patchify_gather(const T* image, const int64_t* ids_keep, T* tokens, int64_t
              " must be >= 1 (batch <= 65535)");
   LOOM_CHECK(ids_keep || kept == g.patches(), "patchify_gather: without ids_keep, kept must equal the ",
              g.patches(), " patches, got ", kept);
+  const size_t token_bytes = size_t(g.token_size()) * sizeof(float);
+  const bool aligned = (reinterpret_cast<uintptr_t>(image) & 15) == 0 && (reinterpret_cast<uintptr_t>(tokens) & 15) == 0;
+  if constexpr (std::is_same_v<T, float>) {
+    if (g.patch % 4 == 0 && g.width % 4 == 0 && aligned && kVecTokensPerBlock * token_bytes <= 48 * 1024) {
+      const dim3 grid{unsigned((kept + kVecTokensPerBlock - 1) / kVecTokensPerBlock), unsigned(batch)};
+      patchify_gather_vec4_kernel<<<grid, 256, kVecTokensPerBlock * token_bytes>>>(image, ids_keep, tokens, kept, g);
+      LOOM_CUDA_CHECK_LAUNCH();
+      return;
+    }
+  }
   const dim3 grid{unsigned(kept), unsigned(batch)};
-  patchify_gather_kernel<<<grid, 128, size_t(g.token_size()) * sizeof(float)>>>(dev(image), ids_keep, dev(tokens),
-                                                                                 kept, g);
+  patchify_gather_kernel<<<grid, 128, token_bytes>>>(dev(image), ids_keep, dev(tokens), kept, g);
   LOOM_CUDA_CHECK_LAUNCH();
 }
 

@@ -224,6 +224,14 @@ TEST_CASE("cuda: patchify_gather matches patchify_group + gather_tokens", "[cuda
   for (size_t i = 0; i < full.size(); ++i) REQUIRE(got16[i].bits == bf16(full[i]).bits);
   REQUIRE_THROWS_WITH(loom::kernels::patchify_gather(img.data(), nullptr, out.data(), B, K, g),
                       Catch::Contains("without ids_keep"));
+
+  // Odd patch size (the scalar kernel: p = 3 is no multiple of 4), 2 channels, all patches.
+  const loom::kernels::patch::ImageGeometry odd{2, 9, 12, 3};
+  const auto small = loom::randn<float>({B, odd.channels, odd.height, odd.width}, gen);  // [B, 2, 9, 12]
+  auto dsmall = DeviceBuffer<float>::from_host(small.contiguous().to_vector());
+  DeviceBuffer<float> odd_out(size_t(B * odd.patches() * odd.token_size()));
+  loom::kernels::patchify_gather(dsmall.data(), nullptr, odd_out.data(), B, odd.patches(), odd);
+  REQUIRE(odd_out.to_host() == loom::mask::patchify_group(small, odd.patch).contiguous().to_vector());
 }
 
 TEST_CASE("cuda: unshuffle forward and backward match the CPU token ops", "[cuda][patch]") {

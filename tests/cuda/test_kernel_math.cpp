@@ -182,3 +182,30 @@ TEST_CASE("a warp's tensor-core product, emulated through the fragment maps, equ
     }
   loom::test::require_close(got, want, {1e-12, 1e-12});
 }
+
+TEST_CASE("ldmatrix addressing delivers exactly the mma fragments the kernels expect", "[kernels]") {
+  // Emulates ldmatrix.x4 (and .trans) on a tile of distinct values: lane l points at row l % 8 of
+  // matrix l / 8; lane x receives from matrix m the pair (row x / 4, columns 2(x % 4), +1), or with
+  // .trans (rows 2(x % 4), +1; column x / 4). Each register must hold the fragment element that
+  // mma_fragments.hpp says it holds.
+  namespace mma = loom::kernels::mma;
+  const int stride = 40;
+  const auto value = [&](int row, int col) { return row * stride + col; };  // the tile holds its own offsets
+  const auto receive = [&](int (*row_of)(int), int (*col_of)(int), int x, int m, int e, bool trans) {
+    int row_start[8];  // offsets of the 8 row addresses supplied for matrix m
+    for (int l = 8 * m; l < 8 * m + 8; ++l) row_start[l % 8] = value(row_of(l), col_of(l));
+    return trans ? row_start[2 * (x % 4) + e] + x / 4 : row_start[x / 4] + 2 * (x % 4) + e;
+  };
+  for (int x = 0; x < 32; ++x)
+    for (int m = 0; m < 4; ++m)
+      for (int e = 0; e < 2; ++e) {
+        // A block from a row-major tile.
+        REQUIRE(receive(mma::ldm_row, mma::ldm_col, x, m, e, false) == value(mma::a_row(x, m), mma::a_col(x, m) + e));
+        // B of n-tile 8(m >> 1) from a row-major [k][n] tile, transposing.
+        REQUIRE(receive(mma::ldm_row, mma::ldm_col, x, m, e, true) ==
+                value(mma::b_k(x, m & 1) + e, 8 * (m >> 1) + mma::b_n(x)));
+        // B of n-tile 8(m >> 1) from a tile holding Bᵀ ([n][k]), not transposing.
+        REQUIRE(receive(mma::ldm_bt_row, mma::ldm_bt_col, x, m, e, false) ==
+                value(8 * (m >> 1) + mma::b_n(x), mma::b_k(x, m & 1) + e));
+      }
+}
