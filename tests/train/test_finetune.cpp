@@ -420,3 +420,27 @@ TEST_CASE("synthetic specs get their split", "[finetune]") {
         "synthetic:train=5,split=val?on_bad=skip");
   CHECK(synthetic_spec_with("packed:/x.pack", "split", "val") == "packed:/x.pack");
 }
+
+TEST_CASE("pre-train, fine-tune and evaluate run end to end on the real BigEarthNet-MM sample pairs", "[finetune][trainer][data]") {
+  const std::string root = std::string(LOOM_SHARED_DATA_DIR) + "/bigearthnet-mm";
+  if (!fs::exists(root + "/BigEarthNet-v1.0")) LOOM_SKIP("no BigEarthNet-MM sample at " + root);
+  TempDir pre, ft, ev;
+  const std::string data = "bigearthnet:" + root;
+  const CliRun p = pretrain({"--data", data, "--out", pre.path.string(), "--model", "32x1x2", "--decoder", "32x1x2",
+                             "--batch-size", "6", "--steps", "1", "--threads", "1", "--quiet", "--recon-samples", "0"});
+  INFO(p.err);
+  REQUIRE(p.code == 0);
+  const CliRun f = finetune({"--data", data, "--out", ft.path.string(), "--init", pre / "encoder.safetensors", "--model",
+                             "32x1x2", "--batch-size", "6", "--steps", "2", "--threads", "1", "--quiet"});
+  INFO(f.err);
+  REQUIRE(f.code == 0);
+  const Value report = read_json(ft / "report.json");
+  CHECK(report["samples"].as_int() == 6);
+  CHECK(report["per_class_ap"].as_object().size() == 19);
+  const CliRun e = finetune({"--evaluate", "--checkpoint", ft / "best.safetensors", "--data", data, "--out",
+                             ev.path.string(), "--threads", "1", "--quiet", "--save-predictions"});
+  INFO(e.err);
+  REQUIRE(e.code == 0);
+  CHECK(read_json(ev / "report.json")["map_micro"].as_number() == report["map_micro"].as_number());
+  CHECK(fs::exists(ev / "predictions.csv"));
+}
