@@ -59,31 +59,44 @@ constexpr int kVecTokensPerBlock = 4;
 __global__ void patchify_gather_vec4_kernel(const float* __restrict__ image, const int64_t* __restrict__ ids_keep,
                                             float* __restrict__ tokens, int64_t kept, patch::ImageGeometry g) {
   extern __shared__ float staged[];  // [kVecTokensPerBlock][p·p·C] in token order
-  const int p = int(g.patch), C = int(g.channels), n = p * p * C, quads_per_row = p / 4;
+  __shared__ int64_t patch_offset[kVecTokensPerBlock];
+  const int p = int(g.patch), C = int(g.channels), n = p * p * C, quads_per_row = p / 4, quads = n / 4;
   const int plane = int(g.height * g.width), width = int(g.width);
-  const int64_t b = blockIdx.y;
-  for (int t = 0; t < kVecTokensPerBlock; ++t) {
-    const int64_t k = int64_t(blockIdx.x) * kVecTokensPerBlock + t;
-    if (k >= kept) break;
-    const int patch_index = int(ids_keep ? ids_keep[b * kept + k] : k);
-    const float* img = image + b * g.channels * g.height * g.width + patch::image_offset(g, patch_index, 0);
-    float* token = staged + t * n;
-    for (int v = threadIdx.x; v < n / 4; v += blockDim.x) {  // v: one float4 of a patch row
-      const int quad = v % quads_per_row, r = (v / quads_per_row) % p, c = v / (quads_per_row * p);
-      const float4 x = *reinterpret_cast<const float4*>(img + c * plane + r * width + quad * 4);
-      const int e = (r * p + quad * 4) * C + c;
-      token[e] = x.x;
-      token[e + C] = x.y;
-      token[e + 2 * C] = x.z;
-      token[e + 3 * C] = x.w;
-    }
+  const int64_t b = blockIdx.y, k0 = int64_t(blockIdx.x) * kVecTokensPerBlock;
+  const int count = int(kept - k0 < kVecTokensPerBlock ? kept - k0 : kVecTokensPerBlock);
+  if (threadIdx.x < count) {  // where each token's pixel (0, 0) is, looked up once
+    const int64_t k = k0 + threadIdx.x;
+    patch_offset[threadIdx.x] = patch::image_offset(g, ids_keep ? ids_keep[b * kept + k] : k, 0);
   }
   __syncthreads();
-  const int64_t k0 = int64_t(blockIdx.x) * kVecTokensPerBlock;
-  const int64_t count = (kept - k0 < kVecTokensPerBlock ? kept - k0 : kVecTokensPerBlock) * n;
+  const float* img = image + b * g.channels * g.height * g.width;
+  // All tokens' loads in one loop, so that many are in flight at once.
+  for (int idx = threadIdx.x; idx < count * quads; idx += blockDim.x) {
+    const int t = idx / quads, v = idx % quads;  // token, float4 of a patch row
+    const int quad = v % quads_per_row, r = (v / quads_per_row) % p, c = v / (quads_per_row * p);
+    const float4 x = *reinterpret_cast<const float4*>(img + patch_offset[t] + c * plane + r * width + quad * 4);
+    float* token = staged + t * n + (r * p + quad * 4) * C + c;
+    token[0] = x.x;
+    token[C] = x.y;
+    token[2 * C] = x.z;
+    token[3 * C] = x.w;
+  }
+  __syncthreads();
   float4* out = reinterpret_cast<float4*>(tokens + (b * kept + k0) * n);
   const float4* src = reinterpret_cast<const float4*>(staged);
-  for (int64_t v = threadIdx.x; v < count / 4; v += blockDim.x) out[v] = src[v];
+  for (int v = threadIdx.x; v < count * quads; v += blockDim.x) out[v] = src[v];
+}
+
+// A block copies one row: 16-byte words when both rows are 16-byte aligned, else element-wise.
+template <class T>
+__device__ __forceinline__ void copy_row(T* __restrict__ dst, const T* __restrict__ src, int dim) {
+  constexpr int kPerWord = 16 / sizeof(T);
+  if (dim % kPerWord == 0 && ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 15) == 0) {
+    for (int w = threadIdx.x; w < dim / kPerWord; w += blockDim.x)
+      reinterpret_cast<uint4*>(dst)[w] = reinterpret_cast<const uint4*>(src)[w];
+  } else {
+    for (int d = threadIdx.x; d < dim; d += blockDim.x) dst[d] = src[d];
+  }
 }
 
 // One block per output row (sample b, position t); threads stride over the row's dims.
@@ -95,7 +108,7 @@ __global__ void unshuffle_kernel(const T* __restrict__ visible, const T* __restr
   const int64_t r = ids_restore[row];
   const T* src = patch::is_visible(r, kept) ? visible + (b * kept + r) * dim : mask_token;
   T* dst = out + row * dim;
-  for (int d = threadIdx.x; d < dim; d += blockDim.x) dst[d] = src[d];
+  copy_row(dst, src, dim);
 }
 
 template <class T>
@@ -104,9 +117,7 @@ __global__ void unshuffle_grad_visible_kernel(const T* __restrict__ grad_out, co
   const int64_t row = blockIdx.x, b = row / tokens;
   const int64_t r = ids_restore[row];
   if (!patch::is_visible(r, kept)) return;
-  const T* src = grad_out + row * dim;
-  T* dst = grad_visible + (b * kept + r) * dim;
-  for (int d = threadIdx.x; d < dim; d += blockDim.x) dst[d] = src[d];
+  copy_row(grad_visible + (b * kept + r) * dim, grad_out + row * dim, dim);
 }
 
 // The mask token's gradient, Σ over hidden rows of grad_out, in two deterministic stages: each of

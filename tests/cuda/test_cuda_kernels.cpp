@@ -236,31 +236,34 @@ TEST_CASE("cuda: patchify_gather matches patchify_group + gather_tokens", "[cuda
 
 TEST_CASE("cuda: unshuffle forward and backward match the CPU token ops", "[cuda][patch]") {
   REQUIRE_GPU();
-  const int64_t B = 3, T = 49, K = 12, D = 70;
-  loom::Generator gen(4);
-  auto visible = loom::randn<float>({B, K, D}, gen).requires_grad_();    // [B, K, D]
-  auto mask_token = loom::randn<float>({1, 1, D}, gen).requires_grad_();  // [1, 1, D]
-  std::vector<int64_t> restore;
-  for (int64_t b = 0; b < B; ++b) {
-    std::vector<int64_t> perm(T);
-    for (int64_t t = 0; t < T; ++t) perm[t] = (t * 5 + b * 3) % T;  // 5 is coprime to 49: a permutation
-    restore.insert(restore.end(), perm.begin(), perm.end());
-  }
-  const auto restore_t = loom::Tensor<int64_t>::from_vector({B, T}, restore);
-  const auto out = loom::mask::unshuffle_tokens(visible, mask_token, restore_t);  // [B, T, D]
-  const auto grad_out = loom::randn<float>({B, T, D}, gen);
-  loom::sum(out * grad_out).backward();
+  for (const int64_t D : {70, 64}) {  // element-wise rows and 16-byte rows
+    INFO("dim " << D);
+    const int64_t B = 3, T = 49, K = 12;
+    loom::Generator gen(4);
+    auto visible = loom::randn<float>({B, K, D}, gen).requires_grad_();    // [B, K, D]
+    auto mask_token = loom::randn<float>({1, 1, D}, gen).requires_grad_();  // [1, 1, D]
+    std::vector<int64_t> restore;
+    for (int64_t b = 0; b < B; ++b) {
+      std::vector<int64_t> perm(T);
+      for (int64_t t = 0; t < T; ++t) perm[t] = (t * 5 + b * 3) % T;  // 5 is coprime to 49: a permutation
+      restore.insert(restore.end(), perm.begin(), perm.end());
+    }
+    const auto restore_t = loom::Tensor<int64_t>::from_vector({B, T}, restore);
+    const auto out = loom::mask::unshuffle_tokens(visible, mask_token, restore_t);  // [B, T, D]
+    const auto grad_out = loom::randn<float>({B, T, D}, gen);
+    loom::sum(out * grad_out).backward();
 
-  auto dvis = DeviceBuffer<float>::from_host(visible.detach().to_vector());
-  auto dmt = DeviceBuffer<float>::from_host(mask_token.detach().to_vector());
-  auto dres = DeviceBuffer<int64_t>::from_host(restore);
-  DeviceBuffer<float> dout{size_t(B * T * D)}, gvis{size_t(B * K * D)}, gmt{size_t(D)};
-  loom::kernels::unshuffle_forward(dvis.data(), dmt.data(), dres.data(), dout.data(), B, K, T, D);
-  REQUIRE(dout.to_host() == out.detach().contiguous().to_vector());
-  auto dgrad = DeviceBuffer<float>::from_host(grad_out.to_vector());
-  loom::kernels::unshuffle_backward(dgrad.data(), dres.data(), gvis.data(), gmt.data(), B, K, T, D);
-  REQUIRE(gvis.to_host() == visible.grad().to_vector());  // a permutation: exact
-  loom::test::require_close(widen(gmt.to_host()), widen(mask_token.grad().to_vector()), {1e-5, 1e-5});
+    auto dvis = DeviceBuffer<float>::from_host(visible.detach().to_vector());
+    auto dmt = DeviceBuffer<float>::from_host(mask_token.detach().to_vector());
+    auto dres = DeviceBuffer<int64_t>::from_host(restore);
+    DeviceBuffer<float> dout{size_t(B * T * D)}, gvis{size_t(B * K * D)}, gmt{size_t(D)};
+    loom::kernels::unshuffle_forward(dvis.data(), dmt.data(), dres.data(), dout.data(), B, K, T, D);
+    REQUIRE(dout.to_host() == out.detach().contiguous().to_vector());
+    auto dgrad = DeviceBuffer<float>::from_host(grad_out.to_vector());
+    loom::kernels::unshuffle_backward(dgrad.data(), dres.data(), gvis.data(), gmt.data(), B, K, T, D);
+    REQUIRE(gvis.to_host() == visible.grad().to_vector());  // a permutation: exact
+    loom::test::require_close(widen(gmt.to_host()), widen(mask_token.grad().to_vector()), {1e-5, 1e-5});
+  }
 }
 
 TEST_CASE("cuda: masked MSE forward and backward match a double loop", "[cuda][loss]") {
