@@ -294,8 +294,9 @@ void forward(const Sizes& n, const HeadRows<C>& q, const HeadRows<C>& k, const H
   });
 }
 
-// dq [BH, Sq, D], dk [BH, Sk, D], dv [BH, Sk, Dv] (contiguous, zero-filled by the caller) from the
-// saved o [BH, Sq, Dv] and lse [BH, Sq] (contiguous) and the output gradient dout.
+// dq [BH, Sq, D], dk [BH, Sk, D], dv [BH, Sk, Dv] (contiguous; every element is written, the first
+// contribution with beta = 0, so they need no zero-fill) from the saved o [BH, Sq, Dv] and
+// lse [BH, Sq] (contiguous) and the output gradient dout. Requires Sq >= 1.
 template <class C>
 void backward(const Sizes& n, const HeadRows<C>& q, const HeadRows<C>& k, const HeadRows<C>& v, const C* o,
               const C* lse, const HeadRows<C>& dout, C scale, C* dq, C* dk, C* dv) {
@@ -317,8 +318,8 @@ void backward(const Sizes& n, const HeadRows<C>& q, const HeadRows<C>& k, const 
   // Key blocks of a head are dealt into `groups` tasks; group 0 accumulates its dQ share into dq,
   // every other group into its own partial.
   const int64_t groups = std::clamp<int64_t>((kMinTasks + n.bh - 1) / n.bh, 1, k_blocks);
-  Tensor<C> dq_partial;  // [groups - 1, BH, Sq, D]
-  if (groups > 1) dq_partial = Tensor<C>::zeros({groups - 1, n.bh, n.sq, n.d});
+  Tensor<C> dq_partial;  // [groups - 1, BH, Sq, D]; every group owns >= 1 key block, so all is written
+  if (groups > 1) dq_partial = Tensor<C>::empty({groups - 1, n.bh, n.sq, n.d});
   // Per query block, packed once per task: Q_i and dO_i as left operands (kc = D, Dv) and as right
   // operands (kc = Br); per key block: K_jᵀ, V_jᵀ, K_j as right operands; per tile: Pᵀ, dSᵀ, dS.
   const int64_t qa_size = E::a_size(kBlockQ, n.d), qb_size = E::b_size(kBlockQ, n.d);
@@ -373,7 +374,8 @@ void backward(const Sizes& n, const HeadRows<C>& q, const HeadRows<C>& k, const 
         E::multiply(br, bc, n.d, scale, q_as_a + qb * qa_size, kt, C(0), s, bc);
         for (int64_t r = 0; r < br; ++r) exp_shifted(s + r * bc, lse_i[r], p + r * bc, bc);
         E::pack_a(true, bc, br, p, bc, pt);
-        E::multiply(bc, n.dv, br, C(1), pt, do_as_b + qb * db_size, C(1), dv_j, n.dv);  // dV_j += Pᵀ·dO_i
+        const C first_q = qb == 0 ? C(0) : C(1), first_k = kb == my_blocks.begin ? C(0) : C(1);
+        E::multiply(bc, n.dv, br, C(1), pt, do_as_b + qb * db_size, first_q, dv_j, n.dv);  // dV_j += Pᵀ·dO_i
         E::multiply(br, bc, n.dv, C(1), do_as_a + qb * da_size, vt, C(0), s, bc);       // dP = dO_i·V_jᵀ
         for (int64_t r = 0; r < br; ++r) {  // dS = P ∘ (dP − D_i)
           C* ds_r = s + r * bc;
@@ -381,9 +383,9 @@ void backward(const Sizes& n, const HeadRows<C>& q, const HeadRows<C>& k, const 
           for (int64_t c = 0; c < bc; ++c) ds_r[c] = p_r[c] * (ds_r[c] - d_i[r]);
         }
         E::pack_a(true, bc, br, s, bc, dst);
-        E::multiply(bc, n.d, br, scale, dst, q_as_b + qb * qb_size, C(1), dk_j, n.d);  // dK_j += scale·dSᵀ·Q_i
+        E::multiply(bc, n.d, br, scale, dst, q_as_b + qb * qb_size, first_q, dk_j, n.d);  // dK_j += scale·dSᵀ·Q_i
         E::pack_a(false, br, bc, s, bc, ds_a);
-        E::multiply(br, n.d, bc, scale, ds_a, kn, C(1), dq_i, n.d);  // dQ_i += scale·dS·K_j
+        E::multiply(br, n.d, bc, scale, ds_a, kn, first_k, dq_i, n.d);  // dQ_i += scale·dS·K_j
       }
     }
   });
@@ -447,12 +449,12 @@ struct FlashAttention {
     const double scale = ctx.get<double>("scale");
     const int64_t B = q.size(0), H = q.size(1);
     const Sizes n{B * H, q.size(2), k.size(2), q.size(3), v.size(3)};
-    Tensor<T> dq = Tensor<T>::zeros(q.shape()), dk = Tensor<T>::zeros(k.shape()), dv = Tensor<T>::zeros(v.shape());
-    if (o.numel() > 0) {
-      const Tensor<T> g = readable(grad);  // [B, H, Sq, Dv]
-      flash::backward<T>(n, head_rows(q), head_rows(k), head_rows(v), o.data(), lse.data(), head_rows(g), T(scale),
-                         dq.data(), dk.data(), dv.data());
-    }
+    if (o.numel() == 0)  // no queries (or no heads): nothing reaches k and v
+      return {Tensor<T>::zeros(q.shape()), Tensor<T>::zeros(k.shape()), Tensor<T>::zeros(v.shape())};
+    Tensor<T> dq = Tensor<T>::empty(q.shape()), dk = Tensor<T>::empty(k.shape()), dv = Tensor<T>::empty(v.shape());
+    const Tensor<T> g = readable(grad);  // [B, H, Sq, Dv]
+    flash::backward<T>(n, head_rows(q), head_rows(k), head_rows(v), o.data(), lse.data(), head_rows(g), T(scale),
+                       dq.data(), dk.data(), dv.data());
     return {dq, dk, dv};
   }
 };
