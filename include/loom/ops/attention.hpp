@@ -324,9 +324,10 @@ void backward(const Sizes& n, const HeadRows<C>& q, const HeadRows<C>& k, const 
   // operands (kc = Br); per key block: K_jᵀ, V_jᵀ, K_j as right operands; per tile: Pᵀ, dSᵀ, dS.
   const int64_t qa_size = E::a_size(kBlockQ, n.d), qb_size = E::b_size(kBlockQ, n.d);
   const int64_t da_size = E::a_size(kBlockQ, n.dv), db_size = E::b_size(kBlockQ, n.dv);
+  const int64_t tile_pack_size = std::max(E::a_size(kBlockK, kBlockQ), E::a_size(kBlockQ, kBlockK));
   const int64_t scratch_size = q_blocks * (qa_size + qb_size + da_size + db_size) + E::b_size(n.d, kBlockK) +
-                               E::b_size(n.dv, kBlockK) + E::b_size(kBlockK, n.d) + 2 * E::a_size(kBlockK, kBlockQ) +
-                               E::a_size(kBlockQ, kBlockK) + 2 * kBlockQ * kBlockK;
+                               E::b_size(n.dv, kBlockK) + E::b_size(kBlockK, n.d) + tile_pack_size +
+                               2 * kBlockQ * kBlockK;
   parallel_tasks(n.bh * groups, [&](int64_t task) {
     const int64_t bh = task / groups, g = task % groups;
     C* dq_head = g > 0 ? dq_partial.data() + ((g - 1) * n.bh + bh) * n.sq * n.d : dq + bh * n.sq * n.d;  // [Sq, D]
@@ -339,9 +340,7 @@ void backward(const Sizes& n, const HeadRows<C>& q, const HeadRows<C>& k, const 
     C* kt = carve.take(E::b_size(n.d, kBlockK));   // K_jᵀ [D, Bc]
     C* vt = carve.take(E::b_size(n.dv, kBlockK));  // V_jᵀ [Dv, Bc]
     C* kn = carve.take(E::b_size(kBlockK, n.d));   // K_j [Bc, D]
-    C* pt = carve.take(E::a_size(kBlockK, kBlockQ));   // Pᵀ [Bc, Br]
-    C* dst = carve.take(E::a_size(kBlockK, kBlockQ));  // dSᵀ [Bc, Br]
-    C* ds_a = carve.take(E::a_size(kBlockQ, kBlockK)); // dS [Br, Bc]
+    C* packed_tile = carve.take(tile_pack_size);  // Pᵀ, then dSᵀ, then dS (each used before the next)
     C* s = carve.take(kBlockQ * kBlockK);  // [Br, Bc] scores, then dP, then dS
     C* p = carve.take(kBlockQ * kBlockK);  // [Br, Bc] probabilities
     for (int64_t qb = 0; qb < q_blocks; ++qb) {
@@ -373,19 +372,19 @@ void backward(const Sizes& n, const HeadRows<C>& q, const HeadRows<C>& k, const 
         // P = exp(scale·Q_i·K_jᵀ − LSE_i)
         E::multiply(br, bc, n.d, scale, q_as_a + qb * qa_size, kt, C(0), s, bc);
         for (int64_t r = 0; r < br; ++r) exp_shifted(s + r * bc, lse_i[r], p + r * bc, bc);
-        E::pack_a(true, bc, br, p, bc, pt);
+        E::pack_a(true, bc, br, p, bc, packed_tile);
         const C first_q = qb == 0 ? C(0) : C(1), first_k = kb == my_blocks.begin ? C(0) : C(1);
-        E::multiply(bc, n.dv, br, C(1), pt, do_as_b + qb * db_size, first_q, dv_j, n.dv);  // dV_j += Pᵀ·dO_i
+        E::multiply(bc, n.dv, br, C(1), packed_tile, do_as_b + qb * db_size, first_q, dv_j, n.dv);  // dV_j += Pᵀ·dO_i
         E::multiply(br, bc, n.dv, C(1), do_as_a + qb * da_size, vt, C(0), s, bc);       // dP = dO_i·V_jᵀ
         for (int64_t r = 0; r < br; ++r) {  // dS = P ∘ (dP − D_i)
           C* ds_r = s + r * bc;
           const C* p_r = p + r * bc;
           for (int64_t c = 0; c < bc; ++c) ds_r[c] = p_r[c] * (ds_r[c] - d_i[r]);
         }
-        E::pack_a(true, bc, br, s, bc, dst);
-        E::multiply(bc, n.d, br, scale, dst, q_as_b + qb * qb_size, first_q, dk_j, n.d);  // dK_j += scale·dSᵀ·Q_i
-        E::pack_a(false, br, bc, s, bc, ds_a);
-        E::multiply(br, n.d, bc, scale, ds_a, kn, first_k, dq_i, n.d);  // dQ_i += scale·dS·K_j
+        E::pack_a(true, bc, br, s, bc, packed_tile);
+        E::multiply(bc, n.d, br, scale, packed_tile, q_as_b + qb * qb_size, first_q, dk_j, n.d);  // dK_j += scale·dSᵀ·Q_i
+        E::pack_a(false, br, bc, s, bc, packed_tile);
+        E::multiply(br, n.d, bc, scale, packed_tile, kn, first_k, dq_i, n.d);  // dQ_i += scale·dS·K_j
       }
     }
   });
