@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "adamw.cuh"
 #include "attention_naive.cuh"
 #include "attention_reference.hpp"
 #include "device_info.cuh"
@@ -14,6 +15,7 @@
 #include "loom/ops/reduce.hpp"
 #include "masked_mse.cuh"
 #include "patch_tokens.cuh"
+#include "random_fill.cuh"
 #include "support/check.hpp"
 
 using loom::bf16;
@@ -325,4 +327,98 @@ TEST_CASE("cuda: the caching allocator reuses blocks and reports failures as loo
   REQUIRE_THROWS_WITH(DeviceBuffer<float>(size_t(1) << 50), Catch::Contains("cudaMalloc"));
   REQUIRE_THROWS_WITH(loom::cuda::device_release(reinterpret_cast<void*>(0x1234)),
                       Catch::Contains("not allocated by loom"));
+}
+
+TEST_CASE("cuda: device random fills reproduce the CPU generator's numbers", "[cuda][random]") {
+  REQUIRE_GPU();
+  const int64_t n = 1000003;  // not a multiple of 4: the last Philox block is partly used
+  const uint64_t seed = 1234, offset = 17;
+  {
+    loom::Generator gen(seed, offset);
+    const auto cpu = loom::uniform<float>({n}, -2.0, 3.0, gen).to_vector();
+    DeviceBuffer<float> out{size_t(n)};
+    loom::kernels::fill_uniform(out.data(), n, seed, offset, -2.0, 3.0);
+    REQUIRE(out.to_host() == cpu);  // bit-identical
+  }
+  {
+    loom::Generator gen(seed, offset);
+    const auto cpu = loom::uniform<bf16>({n}, 0.0, 1.0, gen).to_vector();
+    DeviceBuffer<bf16> out{size_t(n)};
+    loom::kernels::fill_uniform(out.data(), n, seed, offset, 0.0, 1.0);
+    const auto got = out.to_host();
+    for (int64_t i = 0; i < n; ++i) REQUIRE(got[size_t(i)].bits == cpu[size_t(i)].bits);
+  }
+  {
+    loom::Generator gen(seed, offset);
+    const auto cpu = loom::bernoulli({n}, 0.3, gen).to_vector();
+    DeviceBuffer<uint8_t> out{size_t(n)};
+    loom::kernels::fill_bernoulli(out.data(), n, seed, offset, 0.3);
+    REQUIRE(out.to_host() == cpu);
+  }
+  {
+    // Box-Muller goes through log/cos/sin in double: the device's libm may differ from glibc's in
+    // the last bit of a double, which moves the float result by at most one ulp.
+    loom::Generator gen(seed, offset);
+    const auto cpu = loom::normal<float>({n}, 0.5, 2.0, gen).to_vector();
+    DeviceBuffer<float> out{size_t(n)};
+    loom::kernels::fill_normal(out.data(), n, seed, offset, 0.5, 2.0);
+    const auto got = out.to_host();
+    int64_t identical = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      identical += got[size_t(i)] == cpu[size_t(i)];
+      REQUIRE(std::abs(got[size_t(i)] - cpu[size_t(i)]) <= std::nextafter(std::abs(cpu[size_t(i)]), INFINITY) -
+                                                                std::abs(cpu[size_t(i)]));
+    }
+    INFO(identical << " of " << n << " bit-identical");
+    REQUIRE(identical >= n * 999 / 1000);
+  }
+  REQUIRE_THROWS_WITH(loom::kernels::fill_uniform<float>(nullptr, 4, 1, 0, 1.0, 0.0), Catch::Contains("lo <= hi"));
+}
+
+TEST_CASE("cuda: fused AdamW matches the update in double, fp32 and mixed precision", "[cuda][adamw]") {
+  REQUIRE_GPU();
+  const int64_t n = 10007;
+  auto p0 = loom::test::random_values(n, 81, 1.0, true);
+  loom::kernels::AdamWStep s;
+  s.lr = 3e-3;
+  s.weight_decay = 0.05;
+  std::vector<double> p = p0, m(size_t(n), 0.0), v(size_t(n), 0.0);
+  auto dp = DeviceBuffer<float>::from_host(cast<float>(p0));
+  auto master = DeviceBuffer<float>::from_host(cast<float>(p0));
+  auto weights = DeviceBuffer<bf16>::from_host(cast<bf16>(p0));
+  DeviceBuffer<float> dm{size_t(n)}, dv{size_t(n)}, mm{size_t(n)}, mv{size_t(n)};
+  dm.zero();
+  dv.zero();
+  mm.zero();
+  mv.zero();
+  for (int64_t t = 1; t <= 3; ++t) {
+    const auto g = loom::test::random_values(n, 90 + uint64_t(t), 0.1, true);  // bf16-exact: both forms see it
+    s.step = t;
+    const double bc1 = 1 - std::pow(s.beta1, double(t)), bc2 = 1 - std::pow(s.beta2, double(t));
+    // The moments use the betas as the optimizer stores them, in fp32 (as loom::optim::AdamW):
+    // 1 - float(0.999) differs from 0.001 by 1.3e-5 relative, far above fp32 rounding.
+    const double b1 = double(float(s.beta1)), b2 = double(float(s.beta2));
+    for (int64_t i = 0; i < n; ++i) {
+      m[i] = b1 * m[i] + (1 - b1) * g[i];
+      v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+      p[i] = p[i] * (1 - s.lr * s.weight_decay) - s.lr * (m[i] / bc1) / (std::sqrt(v[i] / bc2) + s.eps);
+    }
+    auto dg = DeviceBuffer<float>::from_host(cast<float>(g));
+    auto dg16 = DeviceBuffer<bf16>::from_host(cast<bf16>(g));
+    loom::kernels::adamw_step(dp.data(), dg.data(), dm.data(), dv.data(), n, s);
+    loom::kernels::adamw_step_mixed(master.data(), weights.data(), dg16.data(), mm.data(), mv.data(), n, s);
+  }
+  // fp32 arithmetic on O(1) values over 3 steps: a few float ulps.
+  loom::test::require_close(widen(dp.to_host()), p, {1e-6, 1e-6});
+  loom::test::require_close(widen(master.to_host()), p, {1e-6, 1e-6});
+  // m mixes gradients of both signs (cancellation): its error is bounded by the rounding of the
+  // terms, ~6 operations × 2⁻²⁴ × |0.1·g| ≤ 2e-8, not by |m|.
+  loom::test::require_close(widen(dm.to_host()), m, {2e-8, 1e-6});
+  loom::test::require_close(widen(dv.to_host()), v, {1e-12, 1e-6});
+  const auto w = weights.to_host();
+  const auto mw = master.to_host();
+  for (int64_t i = 0; i < n; ++i) REQUIRE(w[size_t(i)].bits == bf16(mw[size_t(i)]).bits);  // bf16 copy of the master
+  s.step = 0;
+  REQUIRE_THROWS_WITH(loom::kernels::adamw_step(dp.data(), dp.data(), dm.data(), dv.data(), n, s),
+                      Catch::Contains("step counts from 1"));
 }

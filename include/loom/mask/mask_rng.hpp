@@ -6,7 +6,7 @@
 //   value   = lane (element % 4) of philox4x32_10(counter, key);  uniform = (value >> 8) · 2^-24.
 #include <cstdint>
 
-#include "loom/core/random.hpp"
+#include "loom/core/philox.hpp"
 
 namespace loom::mask {
 
