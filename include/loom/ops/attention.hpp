@@ -8,8 +8,9 @@
 //   backward — pre-pass D = rowsum(dO ∘ O); per (batch·head, group of key blocks): for each key
 //              block, loop over query blocks, recompute P = exp(S − LSE) on the tile, then
 //              dV_j += Pᵀ·dO_i, dS = P ∘ (dO_i·V_jᵀ − D_i), dK_j += scale·dSᵀ·Q_i,
-//              dQ_i += scale·dS·K_j (into the group's own dQ partial; partials summed in group
-//              order afterwards: deterministic, no atomics, independent of the thread count).
+//              dQ_i += scale·dS·K_j (group 0 into dQ, every other group into its own partial,
+//              summed in group order afterwards: deterministic, no atomics, the same for any
+//              thread count).
 // Tiles are multiplied with loom::blas's packed AVX2/FMA GEMM macro-kernel (fp64: Eigen), each
 // operand packed once per task; the tile bookkeeping lives in loom/ops/attention_tiles.hpp for a
 // CUDA kernel to reuse.
@@ -54,8 +55,8 @@ Tensor<T, Dev> attention_reference(const Tensor<T, Dev>& q, const Tensor<T, Dev>
 namespace detail::flash {
 
 // Tile sizes: rows of Q per query block, rows of K/V per key block. 96 is a whole number of the
-// GEMM micro-kernel's 6-row and 16-column panels, so full tiles have no edge panels; 96 x 96 beat
-// 64 x 64, 48 x 96 and 64 x 128 (docs/performance.md, "Attention (CPU)").
+// GEMM micro-kernel's 6-row and 16-column panels, so full tiles have no edge panels; 96 x 96
+// measured best of 64 x 64, 48 x 96 and 96 x 96 (docs/performance.md, "Attention (CPU)").
 inline constexpr int64_t kBlockQ = 96;
 inline constexpr int64_t kBlockK = 96;
 // Forward and backward split each head's query / key blocks into chunks until there are at least
