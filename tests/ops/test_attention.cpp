@@ -133,6 +133,61 @@ void check_against_naive_and_reference(const Sizes& n) {
 
 }  // namespace
 
+TEST_CASE("attention tiles: block ranges, key-block groups, online softmax", "[attention]") {
+  namespace tiles = loom::attention_tiles;
+  for (int64_t n : {1, 7, 96, 97, 225}) {
+    const int64_t count = tiles::block_count(n, 96);
+    int64_t next = 0;
+    for (int64_t b = 0; b < count; ++b) {  // blocks tile [0, n) in order, all but the last full
+      const tiles::BlockRange r = tiles::block_range(b, 96, n);
+      REQUIRE(r.begin == next);
+      REQUIRE(r.size() == (b + 1 < count ? 96 : n - 96 * (count - 1)));
+      next = r.end;
+    }
+    REQUIRE(next == n);
+    for (int64_t groups = 1; groups <= count; ++groups) {  // groups cover the blocks, none empty
+      int64_t covered = 0;
+      for (int64_t g = 0; g < groups; ++g) {
+        const tiles::BlockRange r = tiles::group_range(g, groups, count);
+        REQUIRE(r.begin == covered);
+        REQUIRE(r.size() >= 1);
+        covered = r.end;
+      }
+      REQUIRE(covered == count);
+    }
+  }
+  // Folding blocks of scores one at a time gives the row's log-sum-exp, and the rescale factors
+  // turn a running sum of weighted values into the softmax average.
+  const std::vector<double> scores{3.0, -1.0, 250.0, 249.5, -1e3, 7.0, 251.0};
+  const std::vector<double> values{1, 2, 3, 4, 5, 6, 7};
+  tiles::OnlineSoftmax<double> state;
+  double acc = 0;
+  for (size_t b0 = 0; b0 < scores.size(); b0 += 3) {
+    const size_t b1 = std::min(scores.size(), b0 + 3);
+    double block_max = -INFINITY;
+    for (size_t j = b0; j < b1; ++j) block_max = std::max(block_max, scores[j]);
+    const double m = tiles::online_softmax_max(state, block_max);
+    double block_sum = 0, block_acc = 0;
+    for (size_t j = b0; j < b1; ++j) {
+      block_sum += std::exp(scores[j] - m);
+      block_acc += std::exp(scores[j] - m) * values[j];
+    }
+    const double rescale = tiles::online_softmax_update(state, m, block_sum);
+    acc = acc * rescale + block_acc;
+  }
+  double top = -INFINITY, total = 0, weighted = 0;
+  for (double x : scores) top = std::max(top, x);
+  for (size_t j = 0; j < scores.size(); ++j) {
+    total += std::exp(scores[j] - top);
+    weighted += std::exp(scores[j] - top) * values[j];
+  }
+  require_close(std::vector<double>{tiles::online_softmax_lse(state), acc / state.sum},
+                {top + std::log(total), weighted / total}, {1e-12, 1e-12});
+  // Two all -inf maxima rescale by exactly 1 instead of exp(-inf + inf) = NaN.
+  tiles::OnlineSoftmax<float> empty;
+  REQUIRE(tiles::online_softmax_update(empty, -INFINITY, 0.f) == 1.f);
+}
+
 TEST_CASE("attention: fused matches the naive loop and the reference on odd sizes", "[attention]") {
   for (const Sizes& n : {Sizes{1, 1, 1, 1, 40, 40}, Sizes{1, 2, 7, 97, 59, 59}, Sizes{1, 1, 97, 7, 64, 64},
                          Sizes{1, 3, 113, 200, 40, 40}, Sizes{1, 1, 200, 113, 64, 64}, Sizes{2, 1, 200, 200, 59, 59},
