@@ -7,14 +7,7 @@
 #include <cstdint>
 #include <limits>
 
-// Same definition as in loom/core/random.hpp (kept here so this header stays free of tensors).
-#ifndef LOOM_HOST_DEVICE
-#if defined(__CUDACC__)
-#define LOOM_HOST_DEVICE __host__ __device__
-#else
-#define LOOM_HOST_DEVICE
-#endif
-#endif
+#include "loom/core/host_device.hpp"
 
 namespace loom::attention_tiles {
 
