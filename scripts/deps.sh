@@ -3,7 +3,10 @@
 # Needs root or sudo; does nothing when everything is present.
 loom_install_deps() {
   # libopenmpi-dev + openmpi-bin: data-parallel training (loom::mpi, docs/distributed.md)
-  local packages=(build-essential cmake libeigen3-dev catch2 libtiff-dev libstb-dev libopenmpi-dev openmpi-bin "$@")
+  # libopenblas0-openmp: the OpenMP OpenBLAS of tuned PyTorch in benchmarks/compare_torch.sh (its
+  # alternative has a lower priority than the pthread build, so the system default is unchanged)
+  local packages=(build-essential cmake libeigen3-dev catch2 libtiff-dev libstb-dev libopenmpi-dev openmpi-bin
+                  libopenblas0-openmp "$@")
   local missing=()
   for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
