@@ -1,9 +1,11 @@
-// mae_pretrain under mpirun (docs/distributed.md). This program is both the test and the trainer:
-// `test_dist_train --mae-pretrain <flags>` is mae_pretrain on the MPI world (what mpirun starts),
-// any other command line runs the Catch2 tests, which launch it with `mpirun -np 2`.
+// mae_pretrain and finetune_multilabel under mpirun (docs/distributed.md). This program is both
+// the tests and the trainers: `test_dist_train --mae-pretrain <flags>` (or --finetune) is the
+// trainer on the MPI world (what mpirun starts), any other command line runs the Catch2 tests,
+// which launch it with `mpirun -np 2`.
 //   - 2 processes x --batch-size b log the loss trajectory of 1 process x 2b (1e-4 relative)
 //   - a run resumes at another world size, continuing the same trajectory
 //   - a failing rank ends the job with a message (MPI_Abort), a hung rank too (LOOM_DIST_TIMEOUT)
+//   - fine-tuning: 2 processes x b log the training losses of 1 process x 2b
 // Test hooks of the trainer mode (this file only): LOOM_TEST_BREAK_RANK=r with LOOM_TEST_BREAK=data
 // (rank r gets an unreadable --data) or hang (rank r sleeps instead of training).
 #define CATCH_CONFIG_RUNNER
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "loom/dist/mpi.hpp"
+#include "loom/train/finetune.hpp"
 #include "loom/train/mae_pretrain.hpp"
 #include "support/check.hpp"
 
@@ -74,11 +77,12 @@ struct Launch {
   double seconds;
 };
 
-// mpirun -np <n> <this program> --mae-pretrain <args>, with extra environment variables.
-Launch run_mpi(int processes, const std::vector<std::string>& args, const std::string& env = "") {
+// mpirun -np <n> <this program> <mode> <args>, with extra environment variables.
+Launch run_mpi(int processes, const std::vector<std::string>& args, const std::string& env = "",
+               const std::string& mode = "--mae-pretrain") {
   TempDir tmp;
   std::string cmd = env + " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " LOOM_MPIEXEC " -np " +
-                    std::to_string(processes) + " --oversubscribe " + self_path + " --mae-pretrain";
+                    std::to_string(processes) + " --oversubscribe " + self_path + " " + mode;
   for (const auto& a : args) cmd += " '" + a + "'";
   cmd += " > " + (tmp / "log") + " 2>&1";
   const auto t0 = std::chrono::steady_clock::now();
@@ -179,8 +183,59 @@ TEST_CASE("a hung rank makes the others abort after LOOM_DIST_TIMEOUT, not hang"
   REQUIRE_FALSE(fs::exists(dir / "run/checkpoint.json"));
 }
 
+TEST_CASE("finetune_multilabel: mpirun -np 2 with --batch-size b logs the training losses of 1 process with 2b",
+          "[dist][mpi][train]") {
+  TempDir dir;
+  auto args = [&](const std::string& out, int64_t batch, bool probe) {
+    std::vector<std::string> a = {"--data", "synthetic:train=96,val=48,test=40,clouds=0", "--image-size", "16",
+                                  "--patch", "4", "--model", "32x1x2", "--batch-size", std::to_string(batch),
+                                  "--threads", "1", "--workers", "1", "--quiet", "--out", out, "--log-every", "1",
+                                  "--steps", "6", "--blr", "0.05", "--eval-every", "3", "--drop-path", "0"};
+    if (probe) a.push_back("--linear-probe");
+    return a;
+  };
+  for (bool probe : {false, true}) {
+    INFO("linear probe: " << probe);
+    const std::string one = dir / (probe ? "probe_one" : "one"), two = dir / (probe ? "probe_two" : "two");
+    {
+      std::vector<std::string> a = args(one, 16, probe);
+      a.insert(a.begin(), "finetune_multilabel");
+      std::vector<const char*> argv;
+      for (const auto& x : a) argv.push_back(x.c_str());
+      std::ostringstream out, err;
+      const int code = loom::train::finetune_multilabel_main(int(argv.size()), argv.data(), out, err);
+      INFO(err.str());
+      REQUIRE(code == 0);
+    }
+    const Launch r = run_mpi(2, args(two, 8, probe), "", "--finetune");
+    INFO(r.output);
+    REQUIRE(r.code == 0);
+    auto train_records = [](const std::string& d) {
+      std::vector<loom::json::Value> out;
+      for (auto& rec : metrics_of(d))
+        if (rec["split"].as_string() == "train") out.push_back(rec);
+      return out;
+    };
+    const auto a = train_records(two), b = train_records(one);
+    REQUIRE(a.size() == 6);
+    REQUIRE(b.size() == 6);
+    for (const char* key : {"loss", "lr", "grad_norm"}) {
+      INFO(key);
+      loom::test::require_close(series(a, key), series(b, key), {0, 1e-4});
+    }
+    REQUIRE(fs::exists(fs::path(two) / "report.json"));
+  }
+}
+
 int main(int argc, char** argv) {
   self_path = fs::absolute(argv[0]).string();
+  if (argc >= 2 && std::strcmp(argv[1], "--finetune") == 0) {
+    loom::dist::MpiEnvironment mpi(argc, argv);
+    loom::dist::MpiCommunicator world;
+    std::vector<const char*> pointers(argv + 1, argv + argc);
+    pointers[0] = "finetune_multilabel";
+    return loom::train::finetune_multilabel_main(int(pointers.size()), pointers.data(), std::cout, std::cerr, &world);
+  }
   if (argc >= 2 && std::strcmp(argv[1], "--mae-pretrain") == 0) {
     loom::dist::MpiEnvironment mpi(argc, argv);
     loom::dist::MpiCommunicator world;

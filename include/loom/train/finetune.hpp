@@ -34,6 +34,9 @@
 #include "loom/core/random.hpp"
 #include "loom/data/dataset.hpp"
 #include "loom/data/loader.hpp"
+#include "loom/dist/communicator.hpp"
+#include "loom/dist/data_parallel.hpp"
+#include "loom/dist/shard.hpp"
 #include "loom/io/cli.hpp"
 #include "loom/io/progress.hpp"
 #include "loom/io/safetensors.hpp"
@@ -138,7 +141,10 @@ class MultilabelFinetuner {
  public:
   using Model = models::MultiLabelClassifier<float, CPU>;
 
-  explicit MultilabelFinetuner(FinetuneConfig cfg, std::ostream& log = std::cout) : cfg_(std::move(cfg)), log_(log) {
+  // Data-parallel with a communicator of N > 1 ranks (docs/distributed.md): each rank trains on its
+  // share of every global batch of N x --batch-size, gradients are averaged, only rank 0 writes.
+  explicit MultilabelFinetuner(FinetuneConfig cfg, std::ostream& log = std::cout, dist::Communicator* comm = nullptr)
+      : cfg_(std::move(cfg)), log_(log), comm_(comm ? comm : &single_process_) {
     validate_settings(cfg_);
     if (cfg_.evaluate) throw io::UsageError("--evaluate: use evaluate_checkpoint() (finetune_multilabel --evaluate)");
     if (cfg_.threads > 0) set_num_threads(int(cfg_.threads));
@@ -147,12 +153,21 @@ class MultilabelFinetuner {
     build_model();
     if (!cfg_.init.empty()) load_init();
     build_optimizer();
+    if (comm_->size() > 1) {  // every rank starts from rank 0's weights
+      data_parallel_ = std::make_unique<dist::DataParallel<float>>(*comm_, trainable_);
+      data_parallel_->broadcast_parameters();
+    }
   }
 
   FinetuneResult run() {
-    write_json_file(path("config.json"), config_json());
-    write_label_subset();
-    MetricsLog metrics(path("metrics.jsonl"));
+    const bool root = comm_->rank() == 0;
+    const int world_size = comm_->size();
+    std::optional<MetricsLog> metrics;  // rank 0 writes every file
+    if (root) {
+      write_json_file(path("config.json"), config_json());
+      write_label_subset();
+      metrics.emplace(path("metrics.jsonl"));
+    }
     FinetuneResult result;
     if (cfg_.linear_probe) cache_features();
     say("finetune_multilabel: ", model_->parameter_count(true), " trainable of ", model_->parameter_count(),
@@ -168,14 +183,16 @@ class MultilabelFinetuner {
       json::Value record = json::Value::object({{"step", step}, {"epoch", step / batches_per_epoch_}, {"split", "val"}});
       for (const char* k : {"map_micro", "map_macro", "map_micro_batchavg", "f1_micro", "f1_macro", "f1_weighted"})
         record.set(k, r[k]);
-      metrics.append(std::move(record));
+      if (metrics) metrics->append(std::move(record));
       const double m = r["map_micro"].as_number();
       if (step == 0) result.initial_val_map_micro = m;
       if (m > result.best_val_map_micro) {
         result.best_val_map_micro = m;
         result.best_step = step;
-        save_classifier(path("best.safetensors"), step);
-        write_json_file(path("best.json"), json::Value::object({{"step", step}, {"val", r}}));
+        if (root) {
+          save_classifier(path("best.safetensors"), step);
+          write_json_file(path("best.json"), json::Value::object({{"step", step}, {"val", r}}));
+        }
         best_val_report_ = r;
       }
       return m;
@@ -194,9 +211,9 @@ class MultilabelFinetuner {
       StepStats s;
       if (cfg_.linear_probe) {
         if (position == 0) probe_order_ = epoch_order(train_features_.size(0), epoch);
+        const auto [first, last] = dist::batch_shard(int64_t(probe_order_.size()), position, batch_size_, comm_->rank(), world_size);
         const Tensor<int64_t> ids = Tensor<int64_t>::from_vector(
-            {batch_size_}, std::vector<int64_t>(probe_order_.begin() + position * batch_size_,
-                                               probe_order_.begin() + (position + 1) * batch_size_));
+            {last - first}, std::vector<int64_t>(probe_order_.begin() + first, probe_order_.begin() + last));
         const Tensor<float> features = index_rows(train_features_, ids), labels = index_rows(train_labels_, ids);
         s = train_step([&] { return model_->head_logits(features); }, labels, lr);
       } else {
@@ -206,13 +223,13 @@ class MultilabelFinetuner {
       LOOM_CHECK(std::isfinite(s.loss) && std::isfinite(s.grad_norm), "finetune_multilabel: non-finite training at step ",
                  step_ + 1, " (loss ", s.loss, ", gradient norm ", s.grad_norm, "); try a lower --blr or --clip");
       ++step_;
-      window_samples += batch_size_;
+      window_samples += batch_size_ * world_size;
       result.steps_done = step_;
       if (step_ % cfg_.log_every == 0 || step_ == total_steps_ || step_ == 1) {
         const auto now = std::chrono::steady_clock::now();
         const double window_s = std::chrono::duration<double>(now - window_start).count();
         const double img_per_s = window_s > 0 ? double(window_samples) / window_s : 0.0;
-        metrics.append(json::Value::object({{"step", step_},
+        if (metrics) metrics->append(json::Value::object({{"step", step_},
                                             {"epoch", epoch},
                                             {"split", "train"},
                                             {"loss", s.loss},
@@ -221,7 +238,7 @@ class MultilabelFinetuner {
                                             {"img_per_s", img_per_s}}));
         window_start = now;
         window_samples = 0;
-        if (!cfg_.quiet) {
+        if (!cfg_.quiet && root) {
           char status[160];
           std::snprintf(status, sizeof status, "loss %.4f val mAP %.4f img/s %.1f", s.loss, last_val, img_per_s);
           progress.update(step_, status);
@@ -229,8 +246,11 @@ class MultilabelFinetuner {
       }
       if (step_ % eval_every == 0 || step_ == total_steps_) last_val = validate(step_);
     }
-    save_classifier(path("last.safetensors"), step_);
-    write_report_files(cfg_.out, best_val_report_, "VALIDATION, BEST STEP " + std::to_string(result.best_step), "val_");
+    if (root) {
+      save_classifier(path("last.safetensors"), step_);
+      write_report_files(cfg_.out, best_val_report_, "VALIDATION, BEST STEP " + std::to_string(result.best_step), "val_");
+    }
+    comm_->barrier();  // rank 0 has written best.safetensors
 
     // Test: the best validation checkpoint.
     load_classifier(*model_, path("best.safetensors"));
@@ -240,8 +260,8 @@ class MultilabelFinetuner {
     result.test_report.set("best_step", result.best_step);
     result.test_report.set("best_val_map_micro", result.best_val_map_micro);
     result.test_report.set("settings", settings_to_json(cfg_));
-    write_report_files(cfg_.out, result.test_report, "TEST");
-    if (cfg_.save_predictions) write_predictions_csv(path("predictions.csv"), p, class_names_);
+    if (root) write_report_files(cfg_.out, result.test_report, "TEST");
+    if (root && cfg_.save_predictions) write_predictions_csv(path("predictions.csv"), p, class_names_);
     say("finetune_multilabel: best val mAP micro ", result.best_val_map_micro, " at step ", result.best_step,
         " (initial ", result.initial_val_map_micro, "); test (", p.n, " samples): mAP micro ",
         result.test_report["map_micro"].as_number(), ", macro ", result.test_report["map_macro"].as_number(),
@@ -285,6 +305,12 @@ class MultilabelFinetuner {
     loss.backward();
     StepStats s;
     s.loss = double(loss.item());
+    if (data_parallel_) {
+      // Equal per-rank batches (drop_last): the mean of the ranks' mean losses and gradients is
+      // the global batch's.
+      data_parallel_->finish_gradient_sync();
+      s.loss = dist::all_reduce_sum(*comm_, s.loss) / comm_->size();
+    }
     s.grad_norm = optim::clip_grad_norm(trainable_, cfg_.clip);
     optimizer_->step(lr);
     return s;
@@ -292,7 +318,7 @@ class MultilabelFinetuner {
 
   template <class... Parts>
   void say(const Parts&... parts) {
-    if (cfg_.quiet) return;
+    if (cfg_.quiet || comm_->rank() != 0) return;
     (log_ << ... << parts) << std::endl;
   }
   std::string path(const std::string& name) const { return (std::filesystem::path(cfg_.out) / name).string(); }
@@ -329,15 +355,18 @@ class MultilabelFinetuner {
                "finetune_multilabel: the validation / test data have other classes than the training data");
     subset_ = label_subset(train_base_->size(), cfg_.label_fraction, seed());
     train_ = std::make_unique<SubsetDataset>(*train_base_, subset_);
-    batch_size_ = std::min<int64_t>(cfg_.batch_size, train_->size());
+    batch_size_ = std::min<int64_t>(cfg_.batch_size, std::max<int64_t>(1, train_->size() / comm_->size()));
     loader_ = std::make_unique<data::DataLoader>(*train_, data::LoaderOptions()
                                                               .batch_size(batch_size_)
                                                               .workers(int(cfg_.workers))
                                                               .seed(seed())
                                                               .shuffle(true)
                                                               .augment(cfg_.augment)
-                                                              .drop_last(true));
+                                                              .drop_last(true)
+                                                              .shard(comm_->rank(), comm_->size()));
     batches_per_epoch_ = loader_->num_batches();
+    LOOM_CHECK(batches_per_epoch_ > 0, "finetune_multilabel: ", train_->size(), " training samples are fewer than ",
+               comm_->size(), " processes");
     const data::Sample first = train_->get(0);
     s2_bands_ = int64_t(first.s2_bands.size());
     LOOM_CHECK(loader_->height() == loader_->width(), "finetune_multilabel: images are ", loader_->height(), " x ",
@@ -420,7 +449,7 @@ class MultilabelFinetuner {
         optim::make_param_groups(model_->named_parameters(), cfg_.weight_decay, cfg_.layer_decay,
                                  int(model_->config.depth)),
         optim::AdamWOptions().betas(0.9, 0.999).with_eps(1e-8));
-    lr_ = cfg_.blr * double(batch_size_) / 256.0;
+    lr_ = cfg_.blr * double(batch_size_ * comm_->size()) / 256.0;  // on the global batch
     schedule_ = optim::WarmupCosine{lr_, warmup_steps_, total_steps_, std::min(cfg_.min_lr, lr_)};
     if (cfg_.pos_weight) pos_weight_ = class_balanced_pos_weight();
   }
@@ -531,6 +560,9 @@ class MultilabelFinetuner {
 
   FinetuneConfig cfg_;
   std::ostream& log_;
+  dist::SingleProcess single_process_;
+  dist::Communicator* comm_;
+  std::unique_ptr<dist::DataParallel<float>> data_parallel_;  // world > 1 only
   std::string train_spec_, val_spec_, test_spec_;
   std::unique_ptr<data::Dataset> train_base_, val_, test_;
   std::unique_ptr<SubsetDataset> train_;
@@ -601,8 +633,10 @@ inline json::Value evaluate_checkpoint(const FinetuneConfig& cfg, std::ostream& 
 
 // The finetune_multilabel program. Exit codes: 0 done (or --help), 1 error (data, I/O, a
 // checkpoint that does not fit), 2 bad usage (a one-line message naming the flag).
+// Under mpirun (comm with several ranks) an error on any rank ends the job via Communicator::abort.
 inline int finetune_multilabel_main(int argc, const char* const* argv, std::ostream& out = std::cout,
-                                    std::ostream& err = std::cerr) {
+                                    std::ostream& err = std::cerr, dist::Communicator* comm = nullptr) {
+  const int world = comm ? comm->size() : 1;
   FinetuneConfig cfg;
   io::Cli cli("finetune_multilabel --data <spec> --out <dir> [--init <encoder.safetensors>]",
               "Multi-label fine-tuning (or linear probing) of the multi-modal ViT encoder, with validation every\n"
@@ -610,21 +644,26 @@ inline int finetune_multilabel_main(int argc, const char* const* argv, std::ostr
               "fine-tuned checkpoint on any data. See docs/trainers.md.");
   bind_flags(cli, cfg);
   try {
-    if (!cli.parse(argc, argv, out)) return 0;
+    std::ostringstream not_root;  // --help: printed once, by rank 0
+    if (!cli.parse(argc, argv, !comm || comm->rank() == 0 ? out : not_root)) return 0;
     if (cli.given("image-size") && !is_synthetic_spec(cfg.data))
       throw io::UsageError("--image-size: applies to synthetic data only (--data " + cfg.data + " has its own size)");
     if (cfg.evaluate) {
+      if (world > 1) throw io::UsageError("--evaluate: runs in one process (not under mpirun)");
       evaluate_checkpoint(cfg, out);
       return 0;
     }
-    MultilabelFinetuner trainer(cfg, out);
+    MultilabelFinetuner trainer(cfg, out, comm);
     trainer.run();
     return 0;
   } catch (const io::UsageError& e) {
     const std::string what = e.what();
-    err << "finetune_multilabel: " << what.substr(0, what.find('\n')) << " (see --help)" << std::endl;
+    const std::string line = "finetune_multilabel: " + what.substr(0, what.find('\n')) + " (see --help)";
+    if (world > 1) comm->abort(line, 2);
+    err << line << std::endl;
     return 2;
   } catch (const std::exception& e) {
+    if (world > 1) comm->abort(std::string("finetune_multilabel: error: ") + e.what(), 1);
     err << "finetune_multilabel: error: " << e.what() << std::endl;
     return 1;
   }

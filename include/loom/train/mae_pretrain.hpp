@@ -629,7 +629,8 @@ inline int mae_pretrain_main(int argc, const char* const* argv, std::ostream& ou
               "recon_<step>.png and loss_curve.png into --out. See docs/trainers.md.");
   bind_flags(cli, cfg);
   try {
-    if (!cli.parse(argc, argv, out)) return 0;
+    std::ostringstream not_root;  // --help: printed once, by rank 0
+    if (!cli.parse(argc, argv, root ? out : not_root)) return 0;
     if (cfg.resume) cfg = resume_settings(cfg, cli, world);
     if (cli.given("image-size") && !is_synthetic_spec(cfg.data))
       throw io::UsageError("--image-size: applies to synthetic data only (--data " + cfg.data + " has its own size)");
