@@ -17,13 +17,17 @@ void save_module(const Module<T, Dev>& module, const std::string& path, const st
   io::save_safetensors(path, module.state_dict(), metadata);
 }
 
-// Adds the reshape permission for every patch-embedding weight of the module to `options`.
+// Adds the reshape permission for every patch-embedding weight of the module to `options`: the
+// `proj.weight` under any `patch_embed` (timm's `patch_embed.proj.weight`, and the per-group
+// `patch_embed.<group>.proj.weight` of the multi-modal encoder), stored by PyTorch as [D, C, p, p].
 template <class T, class Dev>
 io::LoadOptions with_patch_embed_reshape(const Module<T, Dev>& module, io::LoadOptions options) {
-  const std::string suffix = "patch_embed.proj.weight";
-  for (const auto& [name, t] : module.state_dict())
-    if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+  const std::string tail = "proj.weight";
+  for (const auto& [name, t] : module.state_dict()) {
+    const bool in_patch_embed = name.rfind("patch_embed.", 0) == 0 || name.find(".patch_embed.") != std::string::npos;
+    if (in_patch_embed && name.size() >= tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0)
       options.reshape(name);
+  }
   return options;
 }
 
