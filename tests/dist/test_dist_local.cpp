@@ -305,7 +305,7 @@ TEST_CASE("DataParallel: averaged gradients, buckets started in order during bac
   REQUIRE_THROWS_WITH(loom::sum(w2).backward(), Catch::Contains("became ready twice") && Catch::Contains("[1]"));
 }
 
-TEST_CASE("DataParallel: no overlap starts every bucket at finish; sync off skips the hooks", "[dist]") {
+TEST_CASE("DataParallel: no overlap starts every bucket at finish, sync off skips the hooks", "[dist]") {
   ScriptedPair pair(0.0);
   Tensor<double> w = leaf({1, 2}, {2});
   dist::DataParallel<double> dp(pair, {w}, {.bucket_bytes = 8, .overlap = false});

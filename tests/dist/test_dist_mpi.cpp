@@ -72,7 +72,7 @@ TEST_CASE("MPI all-reduce: sum, mean, max and async on odd sizes, float, double 
   REQUIRE(dist::all_reduce_sum(comm, int64_t(comm.rank() + 1)) == int64_t(comm.size()) * (comm.size() + 1) / 2);
 }
 
-TEST_CASE("MPI all-reduce on tensors; error paths throw on every rank alike", "[dist][mpi]") {
+TEST_CASE("MPI all-reduce on tensors, error paths throw on every rank alike", "[dist][mpi]") {
   dist::MpiCommunicator comm;
   const int N = comm.size();
   const Tensor<double> t = Tensor<double>::full({3, 7}, double(comm.rank() + 1));
