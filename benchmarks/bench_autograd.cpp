@@ -55,14 +55,18 @@ static void step_manual(Mlp& m, const Tensor<float>& x0, std::vector<Tensor<floa
     grads.push_back(loom::matmul(dy.transpose(0, 1), as[k]));  // dW2 [192, 768]
     grads.push_back(loom::sum(dy, {0}));                        // db2
     Tensor<float> da = loom::matmul(dy, m.w2[k]);              // [B, 768]
+    // GELU backward with the very kernel autograd's GeluBackward runs, so only the tape differs.
     const float* h = hs[k].data();
-    float* g = da.data();
+    Tensor<float> dh = Tensor<float>::empty(da.shape());  // [B, 768]
+    const float* g = da.data();
+    float* out = dh.data();
     loom::parallel_for(0, da.numel(), 1 << 14, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        const float v = h[i];
-        g[i] *= 0.5f * (1 + std::erf(v * 0.70710678f)) + v * 0.39894228f * std::exp(-0.5f * v * v);
+      for (int64_t i = i0; i < i1; i += loom::detail::kGeluBlock) {
+        const int64_t n = std::min<int64_t>(loom::detail::kGeluBlock, i1 - i);
+        loom::detail::gelu_grad_block(h + i, g + i, out + i, n, loom::GeluApprox::none);
       }
     });
+    da = dh;
     grads.push_back(loom::matmul(da.transpose(0, 1), xs[k]));  // dW1 [768, 192]
     grads.push_back(loom::sum(da, {0}));                        // db1
     dy = loom::matmul(da, m.w1[k]);                            // [B, 192]
