@@ -16,27 +16,15 @@
 #include "attention_naive.cuh"
 #include "device_info.cuh"
 #include "device_memory.cuh"
+#include "median_time.hpp"
 #include "flash_attention.cuh"
 #include "loom/core/bf16.hpp"
 
 namespace {
 
+using loom::bench::median_ms;
 using loom::cuda::DeviceBuffer;
 using loom::kernels::AttentionDims;
-
-float median_ms(int reps, const std::function<void()>& fn) {
-  fn();  // warm-up (and allocator warm-up)
-  loom::cuda::synchronize();
-  std::vector<float> t;
-  loom::cuda::EventTimer timer;
-  for (int r = 0; r < reps; ++r) {
-    timer.start();
-    fn();
-    t.push_back(timer.stop_ms());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 template <class T>
 std::vector<T> random_host(size_t n, unsigned seed) {

@@ -14,26 +14,14 @@
 
 #include "device_info.cuh"
 #include "device_memory.cuh"
+#include "median_time.hpp"
 #include "masked_mse.cuh"
 #include "patch_tokens.cuh"
 
 namespace {
 
+using loom::bench::median_ms;
 using loom::cuda::DeviceBuffer;
-
-float median_ms(int reps, const std::function<void()>& fn) {
-  fn();
-  loom::cuda::synchronize();
-  std::vector<float> t;
-  loom::cuda::EventTimer timer;
-  for (int r = 0; r < reps; ++r) {
-    timer.start();
-    fn();
-    t.push_back(timer.stop_ms());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 // A permutation of 0..n-1 per sample, from a fixed LCG (ids_shuffle), and its inverse (ids_restore).
 std::vector<int64_t> shuffles(int64_t batch, int64_t n, bool inverse) {
