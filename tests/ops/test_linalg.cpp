@@ -397,3 +397,33 @@ TEST_CASE("gradcheck: linear with and without bias, batched and strided inputs",
   require_gradcheck(lin_nobias, {leaf({6, 5}, 166), leaf({4, 5}, 167)});
   require_gradcheck(lin, {random_tensor<double>({6, 5}, 168), leaf({4, 5}, 169), random_tensor<double>({4}, 170)});
 }
+
+// The bias gradient sums dy over rows in fixed row blocks (loom::detail::sum_rows); these sizes
+// span several blocks (block = 32768 / cols rows) with a partial last block, and an upstream
+// gradient that is a transposed view takes the column-split path.
+TEMPLATE_TEST_CASE("linear: bias gradient over many rows (row-blocked column sums)", "[linalg][autograd]", float, bf16) {
+  using T = TestType;
+  for (const int64_t out : {int64_t(1), int64_t(7), int64_t(97)}) {
+    const int64_t rows = 32768 / out * 2 + 225, in = 3;
+    const Tensor<T> x = random_tensor<T>({rows, in}, 201), w = random_tensor<T>({out, in}, 202);
+    Tensor<T> bias = random_tensor<T>({out}, 203);
+    bias.requires_grad_();
+    const Tensor<T> g = random_tensor<T>({rows, out}, 204);  // [rows, out]
+    loom::linear(x, w, bias).backward(g);
+    std::vector<double> ref(static_cast<size_t>(out), 0.0);
+    const auto gv = to_double(g);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < out; ++c) ref[size_t(c)] += gv[size_t(r * out + c)];
+    // float: double accumulation, one rounding; bf16: one rounding of the result to 8 bits.
+    require_close(bias.grad(), ref, std::is_same_v<T, float> ? Tol{1e-4, 1e-6} : Tol{1e-2, 8e-3});
+    // The same sums from a transposed view (unit row stride): the column-split path.
+    const Tensor<T> gt = random_tensor<T>({out, rows}, 205);  // [out, rows]
+    const auto gtv = to_double(gt);
+    bias.zero_grad();
+    loom::linear(x, w, bias).backward(gt.transpose(0, 1));
+    std::vector<double> ref_t(static_cast<size_t>(out), 0.0);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < out; ++c) ref_t[size_t(c)] += gtv[size_t(c * rows + r)];
+    require_close(bias.grad(), ref_t, std::is_same_v<T, float> ? Tol{1e-4, 1e-6} : Tol{1e-2, 8e-3});
+  }
+}

@@ -12,6 +12,7 @@
 // gemm_batched call (stride 0 for a broadcast operand); when the right operand is shared by the whole
 // batch and the left one's rows form one strided sequence, the batch is folded into a single GEMM.
 // bf16 converts its operands to float, multiplies in fp32 and rounds the result once.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <optional>
@@ -151,13 +152,37 @@ Tensor<T, Dev> matmul_product(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b, 
   }
 }
 
-// Column sums of a [rows, cols] matrix (any strides) -> [cols], accumulated in double, in row order.
+// Column sums of a [rows, cols] matrix (any strides) -> [cols], accumulated in double.
+// Rows of unit column stride (a linear layer's bias gradient) are summed in fixed blocks of rows,
+// each block's partial sums merged in block order: reads stay sequential, and the result does not
+// depend on the thread count. (Splitting by columns instead made every thread walk all rows for a
+// few columns, re-reading each cache line once per chunk: 2.5% of the MAE training step.) Other
+// layouts split by columns, in row order.
 template <class T, class Dev>
 Tensor<T, Dev> sum_rows(const Tensor<T, Dev>& m) {
   const int64_t rows = m.size(0), cols = m.size(1), s0 = m.stride(0), s1 = m.stride(1);
   Tensor<T, Dev> out = Tensor<T, Dev>::empty({cols});
   const T* pm = m.data();
   T* po = out.data();
+  if (s1 == 1 && cols > 0 && rows > 0) {
+    const int64_t block = std::max<int64_t>(1, 32768 / cols), blocks = (rows + block - 1) / block;
+    std::vector<double> partial(size_t(blocks * cols), 0.0);  // [blocks, cols]
+    parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        double* acc = partial.data() + b * cols;
+        for (int64_t r = b * block; r < std::min(rows, (b + 1) * block); ++r) {
+          const T* row = pm + r * s0;
+          for (int64_t c = 0; c < cols; ++c) acc[c] += double(compute_t<T>(row[c]));
+        }
+      }
+    });
+    for (int64_t c = 0; c < cols; ++c) {
+      double s = 0;
+      for (int64_t b = 0; b < blocks; ++b) s += partial[size_t(b * cols + c)];
+      po[c] = T(static_cast<compute_t<T>>(s));
+    }
+    return out;
+  }
   parallel_for(0, cols, std::max<int64_t>(1, 32768 / std::max<int64_t>(rows, 1)), [&](int64_t c0, int64_t c1) {
     std::vector<double> acc(size_t(c1 - c0), 0.0);
     for (int64_t r = 0; r < rows; ++r) {
