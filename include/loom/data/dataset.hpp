@@ -385,7 +385,10 @@ inline std::unique_ptr<Dataset> open_dataset(const std::string& spec_text) {
     }
   }
   LOOM_CHECK(open != nullptr, "open_dataset: unknown scheme \"", spec.scheme(), "\" in \"", spec_text,
-             "\"; known schemes:", known);
+             "\"; known schemes:", known,
+             spec.scheme() == "images" ? "\n(images: is registered by #include \"loom/data/image_folder.hpp\", "
+                                         "which links libstb)"
+                                       : "");
   std::unique_ptr<Dataset> ds = open(spec);
   spec.finish();
   return ds;
