@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds loom and runs the main job: MAE pre-training of the multi-modal
 # (S1 + S2) encoder on the built-in Synthetic Earth, then multi-label fine-tuning from its encoder,
-# then the test evaluation table. About 5 minutes on 2 cores (build not counted).
+# then the test evaluation table. About 2-3 minutes of training on 2 cores, plus about 3 to compile.
 # Usage: bash scripts/main.sh     (build dir: build/, override with LOOM_BUILD_DIR;
 #                                  outputs: runs/main/, override with LOOM_RUNS_DIR — replaced on each run)
 set -euo pipefail
