@@ -56,6 +56,14 @@ TEST_CASE("classifier with joint tokens and global average pool matches a timm-n
   CHECK(report.unexpected.empty());
   REQUIRE(report.missing == std::vector<std::string>{"norm.weight", "norm.bias"});
   for (const auto& [name, t] : model.checkpoint_state()) CHECK(file.contains("model." + name));
+  // What loom saves (timm_state) has exactly timm's names and shapes, conv-shaped patch embedding included.
+  const auto timm = model.timm_state();
+  CHECK(timm.size() == model.checkpoint_state().size());
+  for (const auto& [name, t] : timm) {
+    INFO(name);
+    REQUIRE(file.contains("model." + name));
+    CHECK(t.shape().vec() == file.info("model." + name).shape);
+  }
 
   loom::NoGradGuard no_grad;
   const Tensor<float> logits = model.forward({file.load<float>("input.s1"), file.load<float>("input.s2")});  // [5, 19]
@@ -328,6 +336,13 @@ TEST_CASE("finetune_multilabel: fine-tuning beats the initial model; the report 
       CHECK(again[k].as_number() == report[k].as_number());
     CHECK(fs::exists(eval_dir / "per_class_ap.png"));
     CHECK(fs::exists(eval_dir / "report.md"));
+  }
+  SECTION("checkpoints store the patch embeddings in timm's conv shape") {
+    const auto best = io::SafetensorsFile::open(dir / "best.safetensors");
+    CHECK(best.info("patch_embed.s1.proj.weight").shape == std::vector<int64_t>{32, 2, 4, 4});
+    CHECK(best.info("patch_embed.s2.proj.weight").shape == std::vector<int64_t>{32, 12, 4, 4});
+    CHECK_FALSE(best.contains("norm.weight"));  // avg pool: timm's norm is an Identity
+    CHECK(best.contains("fc_norm.weight"));
   }
 }
 

@@ -149,6 +149,21 @@ class MultiLabelClassifier : public MultiModalEncoder<T, Dev> {
       if (!is_unused_name(name)) out.emplace_back(name, t);
     return out;
   }
+  // checkpoint_state() as timm stores it: patch-embedding weights in conv shape [D, C, p, p]
+  // (loom keeps them as [D, C·p·p]; nn::with_patch_embed_reshape loads either), so that a saved
+  // joint-token classifier loads into timm's VisionTransformer as is. Views, no copies.
+  typename nn::Module<T, Dev>::NamedTensors timm_state() const {
+    NoGradGuard no_grad;
+    typename nn::Module<T, Dev>::NamedTensors out = checkpoint_state();
+    for (size_t g = 0; g < this->patch_embeds.size(); ++g) {
+      const auto& pe = *this->patch_embeds[g];
+      const std::string name =
+          this->config.joint ? "patch_embed.proj.weight" : "patch_embed." + this->config.group_name(int(g)) + ".proj.weight";
+      for (auto& [n, t] : out)
+        if (n == name) t = t.reshape(Shape{pe.dim, pe.in_chans, pe.patch_size, pe.patch_size});  // [D, C, p, p]
+    }
+    return out;
+  }
   bool is_unused_name(const std::string& name) const {
     return classifier.pool == Pool::avg && (name == "norm.weight" || name == "norm.bias");
   }

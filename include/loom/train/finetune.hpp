@@ -551,7 +551,7 @@ class MultilabelFinetuner {
 
   void save_classifier(const std::string& file, int64_t step) const {
     io::NamedTensorRefs refs;
-    for (const auto& [n, t] : model_->checkpoint_state()) refs.emplace_back(n, t);
+    for (const auto& [n, t] : model_->timm_state()) refs.emplace_back(n, t);  // conv-shaped patch embeddings
     io::save_safetensors(file, refs,
                          {{"format", kClassifierFormat},
                           {"step", std::to_string(step)},
