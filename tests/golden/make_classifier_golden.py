@@ -16,6 +16,7 @@ state_dict holds it), the inputs "input.s1" [B, 2, 32, 32] and "input.s2" [B, 12
 "probs" [B, 19]. Weights and inputs are rounded to float32 and the model runs in float64, so every
 stored probability is the float32 rounding of an exact-in-double result.
 Run: /usr/bin/python3 tests/golden/make_classifier_golden.py
+     /usr/bin/python3 tests/golden/make_classifier_golden.py --check <loom checkpoint>  (loom -> timm)
 """
 import os
 import sys
@@ -113,6 +114,20 @@ class VitClassifier(torch.nn.Module):
             x = blk(x)
         return self.head(self.fc_norm(x[:, 1:].mean(dim=1)))
 
+
+if len(sys.argv) == 3 and sys.argv[1] == "--check":
+    # loom -> timm: load a checkpoint written by loom (MultiLabelClassifier::timm_state) strictly into
+    # this timm-named model and compare its probabilities on the stored inputs with the golden's.
+    golden = st_io.load(os.path.join(os.path.dirname(__file__), "classifier_golden.safetensors"))
+    saved = st_io.load(sys.argv[2])
+    model = VitClassifier()
+    model.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float64)) for k, v in saved.items()}, strict=True)
+    x = torch.from_numpy(np.concatenate([golden["input.s1"], golden["input.s2"]], axis=1)).double()
+    with torch.no_grad():
+        probs = torch.sigmoid(model(x)).numpy()
+    err = float(np.abs(probs - golden["probs"]).max())
+    print("max |probs - golden| =", err)
+    sys.exit(0 if err <= 1e-6 else 1)
 
 model = VitClassifier()
 with torch.no_grad():

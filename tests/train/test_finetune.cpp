@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -69,6 +70,20 @@ TEST_CASE("classifier with joint tokens and global average pool matches a timm-n
   const Tensor<float> logits = model.forward({file.load<float>("input.s1"), file.load<float>("input.s2")});  // [5, 19]
   REQUIRE(logits.shape() == loom::Shape{5, 19});
   loom::test::require_close(loom::sigmoid(logits), loom::test::to_double(file.load<float>("probs")), {2e-5, 2e-4});
+
+  SECTION("loom -> timm: what loom saves loads strictly into the PyTorch model and predicts the same") {
+    if (std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") != 0) LOOM_SKIP("no /usr/bin/python3 with torch");
+    const std::string saved = (std::filesystem::temp_directory_path() /
+                               ("loom_classifier_roundtrip_" + std::to_string(::getpid()) + ".safetensors")).string();
+    io::NamedTensorRefs refs;
+    for (const auto& [name, t] : model.timm_state()) refs.emplace_back(name, t);
+    io::save_safetensors(saved, refs);
+    const std::string cmd = "/usr/bin/python3 " + std::string(LOOM_SOURCE_DIR) +
+                            "/tests/golden/make_classifier_golden.py --check " + saved + " > /dev/null";
+    const int code = std::system(cmd.c_str());
+    std::filesystem::remove(saved);
+    CHECK(code == 0);
+  }
 }
 
 // ---- s1s2-half ---------------------------------------------------------------------------------
