@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import st_io  # noqa: E402
+from torch_layers import Block, PatchEmbed, sincos_2d  # noqa: E402
 
 torch.manual_seed(2207)
 torch.set_default_dtype(torch.float64)
@@ -33,74 +34,14 @@ DIM, DEPTH, HEADS, PATCH, IMG, CLASSES, BATCH = 32, 2, 2, 8, 32, 19, 5
 S1_CHANS, S2_CHANS = 2, 12
 
 
-def sincos_1d(dim, pos):
-    omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
-    out = np.einsum("m,d->md", pos.reshape(-1), omega)
-    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
-
-
-def sincos_2d(dim, grid):
-    g = np.stack(np.meshgrid(np.arange(grid, dtype=np.float64), np.arange(grid, dtype=np.float64)), axis=0)
-    g = g.reshape(2, 1, grid, grid)
-    emb = np.concatenate([sincos_1d(dim // 2, g[0]), sincos_1d(dim // 2, g[1])], axis=1)
-    return np.concatenate([np.zeros([1, dim]), emb], axis=0)  # cls position first, all zeros
-
-
-class Attention(torch.nn.Module):
-    def __init__(self, dim, heads):
-        super().__init__()
-        self.heads = heads
-        self.qkv = torch.nn.Linear(dim, dim * 3)
-        self.proj = torch.nn.Linear(dim, dim)
-
-    def forward(self, x):
-        B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        a = (q @ k.transpose(-2, -1)) * (C // self.heads) ** -0.5
-        return self.proj((a.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, N, C))
-
-
-class Mlp(torch.nn.Module):
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.fc1 = torch.nn.Linear(dim, hidden)
-        self.fc2 = torch.nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(torch.nn.functional.gelu(self.fc1(x)))
-
-
-class Block(torch.nn.Module):
-    def __init__(self, dim, heads):
-        super().__init__()
-        self.norm1 = torch.nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, heads)
-        self.norm2 = torch.nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, 4 * dim)
-
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
-
-
-class PatchEmbed(torch.nn.Module):
-    def __init__(self, chans):
-        super().__init__()
-        self.proj = torch.nn.Conv2d(chans, DIM, PATCH, PATCH)
-
-    def forward(self, x):
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
 class VitClassifier(torch.nn.Module):
     """timm VisionTransformer(global_pool='avg', fc_norm=True): norm is Identity."""
 
     def __init__(self):
         super().__init__()
-        self.patch_embed = PatchEmbed(S1_CHANS + S2_CHANS)
+        self.patch_embed = PatchEmbed(S1_CHANS + S2_CHANS, DIM, PATCH)
         self.cls_token = torch.nn.Parameter(torch.randn(1, 1, DIM) * 0.02)
-        self.pos_embed = torch.nn.Parameter(torch.from_numpy(sincos_2d(DIM, IMG // PATCH)).unsqueeze(0),
+        self.pos_embed = torch.nn.Parameter(torch.from_numpy(sincos_2d(DIM, IMG // PATCH, True)).unsqueeze(0),
                                             requires_grad=False)
         self.blocks = torch.nn.ModuleList([Block(DIM, HEADS) for _ in range(DEPTH)])
         self.fc_norm = torch.nn.LayerNorm(DIM, eps=1e-6)

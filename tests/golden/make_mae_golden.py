@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import st_io  # noqa: E402
-from torch_layers import Block, sincos_2d  # noqa: E402
+from torch_layers import Block, PatchEmbed, sincos_2d  # noqa: E402
 
 torch.manual_seed(2024)
 torch.set_default_dtype(torch.float64)
@@ -32,15 +32,6 @@ G = len(GROUPS)
 T = G * L
 
 
-class PatchEmbed(torch.nn.Module):
-    def __init__(self, chans):
-        super().__init__()
-        self.proj = torch.nn.Conv2d(chans, DIM, PATCH, PATCH)
-
-    def forward(self, x):
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
 def patchify(x):
     """[B, C, H, W] -> [B, L, p*p*C] in the MAE reference's order (einsum 'nchpwq->nhwpqc')."""
     b, c = x.shape[:2]
@@ -51,7 +42,7 @@ def patchify(x):
 class MAE(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.patch_embed = torch.nn.ModuleDict({g: PatchEmbed(c) for g, c in GROUPS.items()})
+        self.patch_embed = torch.nn.ModuleDict({g: PatchEmbed(c, DIM, PATCH) for g, c in GROUPS.items()})
         self.cls_token = torch.nn.Parameter(torch.randn(1, 1, DIM) * 0.02)
         self.register_buffer("pos_embed", torch.from_numpy(sincos_2d(DIM, GRID, True)).unsqueeze(0))
         self.group_embed = torch.nn.Parameter(torch.randn(G, DIM) * 0.02)

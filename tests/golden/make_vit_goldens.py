@@ -19,26 +19,17 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import st_io  # noqa: E402
-from torch_layers import Block, sincos_2d  # noqa: E402
+from torch_layers import Block, PatchEmbed, sincos_2d  # noqa: E402
 
 torch.manual_seed(1234)
 torch.set_default_dtype(torch.float64)
 DIM, DEPTH, HEADS, PATCH, CHANS, IMG = 64, 2, 4, 8, 14, 32
 
 
-class PatchEmbed(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.proj = torch.nn.Conv2d(CHANS, DIM, PATCH, PATCH)
-
-    def forward(self, x):
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
 class ViT(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.patch_embed = PatchEmbed()
+        self.patch_embed = PatchEmbed(CHANS, DIM, PATCH)
         self.cls_token = torch.nn.Parameter(torch.randn(1, 1, DIM) * 0.02)
         grid = IMG // PATCH
         self.register_buffer("pos_embed", torch.from_numpy(sincos_2d(DIM, grid, True)).unsqueeze(0))

@@ -1,6 +1,6 @@
 """Plain-PyTorch transformer layers with timm/MAE parameter names, shared by the golden scripts
 (make_vit_goldens.py, make_mae_golden.py): the 2-D sin-cos position embedding of the MAE reference,
-multi-head self-attention, the MLP and the pre-norm Block."""
+multi-head self-attention, the MLP, the pre-norm Block and the conv patch embedding."""
 import numpy as np
 import torch
 
@@ -57,3 +57,14 @@ class Block(torch.nn.Module):
     def forward(self, x):
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(torch.nn.Module):
+    """timm's patch embedding: a strided p x p convolution, weight [D, C, p, p], tokens [B, L, D]."""
+
+    def __init__(self, chans, dim, patch):
+        super().__init__()
+        self.proj = torch.nn.Conv2d(chans, dim, patch, patch)
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
