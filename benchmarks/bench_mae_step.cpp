@@ -81,6 +81,19 @@ int64_t parameter_count(const std::vector<Tensor<float>>& params) {
   return n;
 }
 
+// Seconds spent in each phase of the step (forward + loss, backward, clipping + optimizer),
+// summed over the timed steps.
+struct PhaseClock {
+  double forward = 0, backward = 0, update = 0;
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+  void start() { last = std::chrono::steady_clock::now(); }
+  void lap(double& into) {
+    const auto now = std::chrono::steady_clock::now();
+    into += std::chrono::duration<double>(now - last).count();
+    last = now;
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -132,6 +145,7 @@ int main(int argc, char** argv) {
   }
 
   std::function<void(int64_t)> step;
+  PhaseClock clock;
   std::vector<Tensor<float>> params;
   double forward_flops = 0;
   bool training = mode != "inference";
@@ -162,12 +176,16 @@ int main(int argc, char** argv) {
                     2.0 * double(B * (1 + K)) * D * Dd + double(dec.depth) * block_flops(double(B), double(1 + G * L), Dd) +
                     pred_flops;
     step = [&](int64_t s) {
+      clock.start();
       const loom::mask::MaskPlan plan = loom::mask::make_mask_plan(strategy, B, G, L, 0, uint64_t(s));
       opt->zero_grad();
       const loom::models::MaeOutput<float> out = mae->forward({s1, s2}, plan);
+      clock.lap(clock.forward);
       out.loss.total.backward();
+      clock.lap(clock.backward);
       loom::optim::clip_grad_norm(params, clip);
       opt->step(lr);
+      clock.lap(clock.update);
     };
   } else {
     loom::models::ClassifierConfig cc;
@@ -186,18 +204,25 @@ int main(int argc, char** argv) {
       opt = std::make_unique<loom::optim::AdamW<float>>(loom::optim::make_param_groups(clf->named_parameters(), 0.05),
                                                         loom::optim::AdamWOptions().betas(0.9, 0.999).with_eps(1e-8));
       step = [&](int64_t) {
+        clock.start();
         opt->zero_grad();
         const Tensor<float> logits = clf->forward({s1, s2});  // [B, 19]
-        loom::binary_cross_entropy_with_logits(logits, labels).backward();
+        const Tensor<float> loss = loom::binary_cross_entropy_with_logits(logits, labels);
+        clock.lap(clock.forward);
+        loss.backward();
+        clock.lap(clock.backward);
         loom::optim::clip_grad_norm(params, clip);
         opt->step(lr);
+        clock.lap(clock.update);
       };
     } else {
       clf->eval();
       step = [&](int64_t) {
+        clock.start();
         loom::NoGradGuard guard;
         const Tensor<float> logits = clf->forward({s1, s2});
         (void)logits;
+        clock.lap(clock.forward);
       };
     }
   }
@@ -207,6 +232,7 @@ int main(int argc, char** argv) {
   // Allocations that missed loom's block cache during the timed steps (0: no steady-state
   // allocation from the system, hence no page faults on fresh pages).
   const int64_t misses_before = loom::memory_stats<loom::CPU>().system_allocations;
+  clock = PhaseClock{};
   std::vector<double> times;
   for (int s = 0; s < steps; ++s) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -225,9 +251,10 @@ int main(int argc, char** argv) {
       "{\"impl\": \"loom\", \"config\": \"%s\", \"mode\": \"%s\", \"batch\": %lld, \"threads\": %d, \"params\": %lld, "
       "\"img_per_s\": %.3f, \"step_ms_median\": %.2f, \"step_ms_mean\": %.2f, \"peak_rss_mib\": %.1f, "
       "\"tensor_peak_mib\": %.1f, \"gflop_per_step\": %.3f, \"gflops\": %.2f, \"visible_tokens\": %lld, "
-      "\"steady_state_system_allocations\": %lld}\n",
+      "\"steady_state_system_allocations\": %lld, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"update_ms\": %.1f}\n",
       bc.name.c_str(), mode.c_str(), (long long)B, threads, (long long)parameter_count(params), double(B) / median,
       1e3 * median, 1e3 * mean, peak_rss_mib(), double(mem.peak_bytes) / (1 << 20), step_flops * 1e-9,
-      step_flops * 1e-9 / median, (long long)K, (long long)steady_misses);
+      step_flops * 1e-9 / median, (long long)K, (long long)steady_misses, 1e3 * clock.forward / std::max(1, steps),
+      1e3 * clock.backward / std::max(1, steps), 1e3 * clock.update / std::max(1, steps));
   return 0;
 }
