@@ -65,6 +65,13 @@ BenchConfig config_named(const std::string& name) {
 
 double block_flops(double B, double N, double D) { return 2 * B * N * D * (12 * D) + 4 * B * N * N * D; }
 
+// CPU seconds this process used (all threads, user + system), for the script's machine-load estimate.
+double process_cpu_s() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 double peak_rss_mib() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
@@ -251,10 +258,10 @@ int main(int argc, char** argv) {
       "{\"impl\": \"loom\", \"config\": \"%s\", \"mode\": \"%s\", \"batch\": %lld, \"threads\": %d, \"params\": %lld, "
       "\"img_per_s\": %.3f, \"step_ms_median\": %.2f, \"step_ms_mean\": %.2f, \"peak_rss_mib\": %.1f, "
       "\"tensor_peak_mib\": %.1f, \"gflop_per_step\": %.3f, \"gflops\": %.2f, \"visible_tokens\": %lld, "
-      "\"steady_state_system_allocations\": %lld, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"update_ms\": %.1f}\n",
+      "\"steady_state_system_allocations\": %lld, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"update_ms\": %.1f, \"cpu_s\": %.2f}\n",
       bc.name.c_str(), mode.c_str(), (long long)B, threads, (long long)parameter_count(params), double(B) / median,
       1e3 * median, 1e3 * mean, peak_rss_mib(), double(mem.peak_bytes) / (1 << 20), step_flops * 1e-9,
       step_flops * 1e-9 / median, (long long)K, (long long)steady_misses, 1e3 * clock.forward / std::max(1, steps),
-      1e3 * clock.backward / std::max(1, steps), 1e3 * clock.update / std::max(1, steps));
+      1e3 * clock.backward / std::max(1, steps), 1e3 * clock.update / std::max(1, steps), process_cpu_s());
   return 0;
 }

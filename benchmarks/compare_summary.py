@@ -29,9 +29,10 @@ def main():
         return statistics.median(float(r[key]) for r in rs) if rs else float("nan")
 
     verdict = {}
-    print(f"FMA peak (probe, 2 threads): {peak:.1f} GFLOP/s")
+    print(f"FMA peak (probe, 2 threads): {peak:.1f} GFLOP/s; busy = median CPU use of other processes "
+          "during the loom and tuned runs, in cores")
     print("config mode       loom img/s  tuned img/s  untuned img/s  ratio/round              median ratio"
-          "  vs best torch  RSS loom/tuned MiB  loom GFLOP/s  of peak")
+          "  vs best torch  RSS loom/tuned MiB  loom GFLOP/s  of peak  busy")
     for config in configs:
         for mode in MODES:
             loom, tuned, untuned = (runs(config, mode, i) for i in IMPLS)
@@ -46,7 +47,7 @@ def main():
             print(f"{config:6} {mode:10} {median_of(loom, 'img_per_s'):11.2f} {median_of(tuned, 'img_per_s'):12.2f} "
                   f"{median_of(untuned, 'img_per_s'):14.2f}  {' '.join(f'{x:.2f}' for x in ratios):24} {ratio:12.2f}"
                   f"  {median_of(loom, 'img_per_s') / best_torch:13.2f}  {median_of(loom, 'peak_rss_mib'):7.0f} / {median_of(tuned, 'peak_rss_mib'):<7.0f}  "
-                  f"{gflops:12.1f}  {gflops / peak:7.1%}")
+                  f"{gflops:12.1f}  {gflops / peak:7.1%}  {median_of(loom + tuned, 'busy_cores'):4.2f}")
             if config == "b":
                 verdict[mode] = ratio
                 if mode == "pretrain":

@@ -60,13 +60,31 @@ tuned_env=(env -u OPENBLAS_CORETYPE ATEN_CPU_CAPABILITY=avx2
 [[ -n "$openmp_blas" ]] && tuned_env+=("LD_LIBRARY_PATH=$openmp_blas${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
 
 csv="$out/compare_torch.csv"
-echo "round,config,mode,impl,batch,params,img_per_s,step_ms_median,peak_rss_mib,gflop_per_step,gflops,load1" >"$csv"
+echo "round,config,mode,impl,batch,params,img_per_s,step_ms_median,peak_rss_mib,gflop_per_step,gflops,load1,busy_cores" >"$csv"
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $cpu, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "== OPENBLAS_CORETYPE as found: ${OPENBLAS_CORETYPE:-<unset>}" >&2
 
 peak_json="$("$build/benchmarks/fma_peak" --threads "$threads")"
 echo "== FMA probe: $peak_json" >&2
+
+# Machine-wide busy CPU seconds so far (/proc/stat: user, nice, system, irq, softirq, steal).
+busy_s() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{printf "%.2f\n", ($2+$3+$4+$7+$8+$9)/hz}' /proc/stat; }
+now_s() { date +%s.%N; }
+# Runs a benchmark command and prints its JSON line with "busy_cores" added: the CPU time other
+# processes used during the run, in cores (machine busy time minus the benchmark's own, over wall).
+measured() {
+  local b0 t0 json b1 t1
+  b0="$(busy_s)"; t0="$(now_s)"
+  json="$("$@" | tail -1)"
+  b1="$(busy_s)"; t1="$(now_s)"
+  "$py" -c '
+import json, sys
+r = json.loads(sys.argv[1])
+b0, b1, t0, t1 = map(float, sys.argv[2:6])
+r["busy_cores"] = round(max(0.0, (b1 - b0 - r.get("cpu_s", 0.0)) / (t1 - t0)), 2)
+print(json.dumps(r))' "$json" "$b0" "$b1" "$t0" "$t1"
+}
 
 # Appends one CSV row from a JSON line of either benchmark.
 record() {  # round impl json
@@ -75,19 +93,20 @@ import json, sys, os
 r = json.loads(sys.argv[3])
 load = os.getloadavg()[0]
 print(",".join(str(x) for x in [sys.argv[1], r["config"], r["mode"], sys.argv[2], r["batch"], r["params"], r["img_per_s"],
-      r["step_ms_median"], r["peak_rss_mib"], r["gflop_per_step"], r["gflops"], round(load, 2)]))' "$1" "$2" "$3" >>"$csv"
+      r["step_ms_median"], r["peak_rss_mib"], r["gflop_per_step"], r["gflops"], round(load, 2), r["busy_cores"]]))' "$1" "$2" "$3" >>"$csv"
 }
 
 run_loom() {  # config mode
-  "$build/benchmarks/bench_mae_step" --config "$1" --mode "$2" --threads "$threads" --warmup "$warmup" --steps "$steps" | tail -1
+  measured "$build/benchmarks/bench_mae_step" --config "$1" --mode "$2" --threads "$threads" --warmup "$warmup" --steps "$steps"
 }
 run_torch() {  # config mode params label env...
   local config="$1" mode="$2" params="$3" label="$4"
   shift 4
-  "$@" "$py" "$repo/benchmarks/mae_step_torch.py" --config "$config" --mode "$mode" --threads "$threads" \
-    --warmup "$warmup" --steps "$steps" --expect-params "$params" --label "$label" | tail -1
+  measured "$@" "$py" "$repo/benchmarks/mae_step_torch.py" --config "$config" --mode "$mode" --threads "$threads" \
+    --warmup "$warmup" --steps "$steps" --expect-params "$params" --label "$label"
 }
 params_of() { "$py" -c 'import json,sys; print(json.loads(sys.argv[1])["params"])' "$1"; }
+field() { "$py" -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 img_per_s() { "$py" -c 'import json,sys; print(json.loads(sys.argv[1])["img_per_s"])' "$1"; }
 
 for config in $configs; do
@@ -97,7 +116,7 @@ for config in $configs; do
       record "$r" loom "$a"
       b="$(run_torch "$config" "$mode" "$(params_of "$a")" pytorch_tuned "${tuned_env[@]}")"
       record "$r" pytorch_tuned "$b"
-      echo "   $config $mode round $r: loom $(img_per_s "$a") img/s, tuned PyTorch $(img_per_s "$b") img/s" >&2
+      echo "   $config $mode round $r: loom $(img_per_s "$a") img/s, tuned PyTorch $(img_per_s "$b") img/s (other processes: $(field "$a" busy_cores), $(field "$b" busy_cores) cores)" >&2
     done
     if ((untuned)); then
       u="$(run_torch "$config" "$mode" "$(params_of "$a")" pytorch_untuned env)"

@@ -292,7 +292,8 @@ def main():
         "step_ms_mean": round(1e3 * sum(times) / len(times), 2),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "gflop_per_step": round(flops * 1e-9, 3), "gflops": round(flops * 1e-9 / median, 2),
-        "visible_tokens": K, "torch": torch.__version__}))
+        "visible_tokens": K, "torch": torch.__version__,
+        "cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 2)}))
 
 
 if __name__ == "__main__":
