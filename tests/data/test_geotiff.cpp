@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "loom/data/geotiff.hpp"
+#include "data/corrupt.hpp"
 #include "data/temp_dir.hpp"
 #include "support/check.hpp"
 
@@ -33,14 +34,8 @@ constexpr bool kHaveTiff = false;
 
 using loom::test::TempDir;
 
-std::vector<unsigned char> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write_bytes(const std::string& path, const std::vector<unsigned char>& bytes, size_t count) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(count));
-}
+using loom::test::read_bytes;
+using loom::test::write_bytes;
 
 // Random values of sample type S, including both ends of its range, as doubles [C*H*W].
 template <class S>

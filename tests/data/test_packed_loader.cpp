@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "data/corrupt.hpp"
 #include "data/temp_dir.hpp"
 #include "loom/core/random.hpp"
 #include "loom/data/dataset.hpp"
@@ -94,28 +95,9 @@ Sample pattern_sample(int64_t i, int64_t H, int64_t W) {
   return s;
 }
 
-std::vector<char> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write_file(const std::string& path, const std::vector<char>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), std::streamsize(bytes.size()));
-}
-
-// Opens a pack and reads every sample and name; returns the first error message ("" if none).
-std::string read_everything(const std::string& spec) {
-  try {
-    const auto ds = loom::data::open_dataset(spec);
-    for (int64_t i = 0; i < ds->size(); ++i) {
-      ds->get(i);
-      ds->name(i);
-    }
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using loom::test::read_bytes;
+using loom::test::read_everything;
+using loom::test::write_bytes;
 
 // Nearest float16 value to x (ties to even), computed in double from the definition.
 double nearest_half(double x) {
@@ -346,10 +328,10 @@ TEST_CASE("packed: truncated files are detected, naming the first lost sample", 
   loom::test::TempDir dir("packed");
   FunctionDataset source(6, [](int64_t i) { return pattern_sample(i, 6, 6); });
   loom::data::write_packed(source, dir.file("full.pack"));
-  const std::vector<char> full = read_file(dir.file("full.pack"));
+  const loom::test::Bytes full = read_bytes(dir.file("full.pack"));
   // Cuts in the header, the index and the records are all refused.
   for (size_t cut : {size_t(0), size_t(7), size_t(40), size_t(200), full.size() / 2, full.size() - 1}) {
-    write_file(dir.file("cut.pack"), std::vector<char>(full.begin(), full.begin() + std::ptrdiff_t(cut)));
+    write_bytes(dir.file("cut.pack"), loom::test::Bytes(full.begin(), full.begin() + std::ptrdiff_t(cut)));
     INFO("cut at byte " << cut << " of " << full.size());
     CHECK_FALSE(read_everything("packed:" + dir.file("cut.pack")).empty());
   }
@@ -360,7 +342,7 @@ TEST_CASE("packed: truncated files are detected, naming the first lost sample", 
   REQUIRE(record * 6 == full.size() - size_t(data_offset));
   for (int64_t k = 0; k < 6; ++k) {
     const size_t cut = size_t(data_offset) + size_t(k) * record + record / 2;  // inside record k
-    write_file(dir.file("cut.pack"), std::vector<char>(full.begin(), full.begin() + std::ptrdiff_t(cut)));
+    write_bytes(dir.file("cut.pack"), loom::test::Bytes(full.begin(), full.begin() + std::ptrdiff_t(cut)));
     INFO("cut inside record " << k);
     REQUIRE_THROWS_WITH(loom::data::open_dataset("packed:" + dir.file("cut.pack")),
                         Catch::Contains("truncated file") &&
@@ -390,7 +372,7 @@ TEST_CASE("packed: every flipped byte is detected (fuzz), never a crash", "[data
     return s;
   });
   loom::data::write_packed(source, dir.file("good.pack"));
-  const std::vector<char> good = read_file(dir.file("good.pack"));
+  const loom::test::Bytes good = read_bytes(dir.file("good.pack"));
   REQUIRE(read_everything("packed:" + dir.file("good.pack")).empty());
   uint32_t header_bytes = 0;
   uint64_t data_offset = 0;
@@ -415,12 +397,12 @@ TEST_CASE("packed: every flipped byte is detected (fuzz), never a crash", "[data
   const std::vector<int64_t> burst = loom::randint({trials}, 1, 9, gen).to_vector();
   int in_records = 0;
   for (int t = 0; t < trials; ++t) {
-    std::vector<char> bytes = good;
+    loom::test::Bytes bytes = good;
     // A third of the trials hit the header or index, the rest anywhere; some flip several bytes.
     const size_t at = size_t(t % 3 == 0 ? early[size_t(t)] : where[size_t(t)]);
     const size_t count = t % 4 == 0 ? size_t(burst[size_t(t)]) : 1;
-    for (size_t k = at; k < std::min(bytes.size(), at + count); ++k) bytes[k] = char(uint8_t(bytes[k]) ^ uint8_t(flip[size_t(t)]));
-    write_file(dir.file("bad.pack"), bytes);
+    for (size_t k = at; k < std::min(bytes.size(), at + count); ++k) bytes[k] = uint8_t(bytes[k] ^ uint8_t(flip[size_t(t)]));
+    write_bytes(dir.file("bad.pack"), bytes);
     const std::string message = read_everything("packed:" + dir.file("bad.pack"));
     INFO("trial " << t << ": byte " << at << " (+" << count << ") of " << good.size() << " xor " << flip[size_t(t)]);
     REQUIRE_FALSE(message.empty());
@@ -438,9 +420,9 @@ TEST_CASE("packed: every flipped byte is detected (fuzz), never a crash", "[data
   CHECK(in_records > 100);
   // verify=0 trusts the records: a flipped payload byte then goes unnoticed (structure is still
   // checked).
-  std::vector<char> bytes = good;
+  loom::test::Bytes bytes = good;
   bytes[size_t(spans[2].second) - 100] ^= 0x10;
-  write_file(dir.file("bad.pack"), bytes);
+  write_bytes(dir.file("bad.pack"), bytes);
   CHECK(read_everything("packed:" + dir.file("bad.pack") + "?verify=0").empty());
   CHECK_FALSE(read_everything("packed:" + dir.file("bad.pack")).empty());
 }
