@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -43,7 +45,7 @@ bool same_sample(const loom::data::Sample& a, const loom::data::Sample& b) {
   return same_bytes(a.s1, b.s1) && same_bytes(a.s2, b.s2) && same_bytes(a.labels, b.labels) && a.name() == b.name();
 }
 
-double thread_cpu_seconds() {
+[[maybe_unused]] double thread_cpu_seconds() {  // unused in debug builds
   timespec t{};
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
   return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
@@ -404,4 +406,67 @@ TEST_CASE("synthetic: a 120 x 120 sample takes well under 10 ms", "[data][synthe
   INFO("ms per sample: " << ms);
   CHECK(ms < 10.0);
 #endif
+}
+
+// ================================================================================================
+// per-band statistics over a dataset (what `pack_dataset --stats` prints)
+// ================================================================================================
+
+TEST_CASE("statistics: compute_band_statistics over synthetic data matches a naive two-pass sum", "[data][stats]") {
+  // 13 samples of 17 x 17, with clouds (S2 changes), one split: every pixel of every band counts.
+  const auto ds = loom::data::open_dataset("synthetic:train=13,val=0,test=0,size=17,seed=11,clouds=0.5");
+  REQUIRE(ds->size() == 13);
+  // Naive reference: all values of each band collected in double, mean, then mean squared deviation.
+  std::map<std::string, std::vector<double>> values;  // band -> every pixel
+  for (int64_t i = 0; i < ds->size(); ++i) {
+    const loom::data::Sample s = ds->get(i);
+    REQUIRE(s.has_s1());
+    REQUIRE(s.has_s2());
+    const std::vector<float> s1 = s.s1.contiguous().to_vector(), s2 = s.s2.contiguous().to_vector();
+    const size_t plane = size_t(17 * 17);
+    for (size_t k = 0; k < s1.size(); ++k) values[loom::data::kS1Bands[k / plane]].push_back(s1[k]);
+    for (size_t k = 0; k < s2.size(); ++k) values[s.s2_bands[k / plane]].push_back(s2[k]);
+  }
+  const loom::data::BandStatistics stats = loom::data::compute_band_statistics(*ds);
+  REQUIRE(stats.bands.size() == 14);
+  for (const auto& [band, v] : values) {
+    INFO(band);
+    REQUIRE(v.size() == size_t(13 * 17 * 17));
+    double sum = 0;
+    for (double x : v) sum += x;
+    const double mean = sum / double(v.size());
+    double squares = 0;
+    for (double x : v) squares += (x - mean) * (x - mean);
+    const auto k = stats.find(band);
+    REQUIRE(k.has_value());
+    loom::test::require_close(std::vector<double>{stats.mean[*k], stats.stddev[*k]},
+                              {mean, std::sqrt(squares / double(v.size()))}, {1e-9, 1e-10});
+  }
+  // The first n samples only.
+  const loom::data::BandStatistics first = loom::data::compute_band_statistics(*ds, 2);
+  const std::vector<double>& vv = values["VV"];
+  double sum2 = 0;
+  for (size_t k = 0; k < size_t(2 * 17 * 17); ++k) sum2 += vv[k];
+  loom::test::require_close(std::vector<double>{first.mean[*first.find("VV")]}, {sum2 / double(2 * 17 * 17)},
+                            {1e-9, 1e-10});
+
+  // The printed table: S1 rows first, then S2 rows in the dataset's band order, full precision.
+  std::ostringstream printed;
+  loom::data::print_band_statistics(printed, stats);
+  std::istringstream lines(printed.str());
+  std::string header, group, band;
+  std::getline(lines, header);
+  CHECK(header.find("mean") != std::string::npos);
+  std::vector<std::string> order;
+  double mean = 0, stddev = 0;
+  while (lines >> group >> band >> mean >> stddev) {
+    order.push_back(group + " " + band);
+    const auto k = stats.find(band);
+    REQUIRE(k.has_value());
+    CHECK(mean == stats.mean[*k]);  // %.17g round-trips a double exactly
+    CHECK(stddev == stats.stddev[*k]);
+  }
+  const std::vector<std::string> expected = {"S1 VV",  "S1 VH",  "S2 B01", "S2 B02", "S2 B03", "S2 B04", "S2 B05",
+                                             "S2 B06", "S2 B07", "S2 B08", "S2 B8A", "S2 B09", "S2 B11", "S2 B12"};
+  CHECK(order == expected);
 }

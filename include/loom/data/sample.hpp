@@ -9,6 +9,8 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <ostream>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -278,6 +280,23 @@ BandStatistics compute_band_statistics(const DatasetLike& dataset, int64_t max_s
     stats.stddev.push_back(a.count > 0 ? std::sqrt(a.m2 / a.count) : 0.0);
   }
   return stats;
+}
+
+// Prints statistics as a table, one band per line: "<group> <band> <mean> <std>" with group
+// S1 for the SAR bands (VV, VH) and S2 for the rest (for image folders: their channels), columns
+// aligned, full double precision so the numbers can be pasted into a BandStatistics.
+inline void print_band_statistics(std::ostream& out, const BandStatistics& stats) {
+  char line[160];
+  std::snprintf(line, sizeof line, "%-6s %-10s %-24s %s\n", "group", "band", "mean", "std");
+  out << line;
+  for (const bool sar : {true, false})
+    for (size_t b = 0; b < stats.bands.size(); ++b) {
+      const bool is_sar = stats.bands[b] == kS1Bands[0] || stats.bands[b] == kS1Bands[1];
+      if (is_sar != sar) continue;
+      std::snprintf(line, sizeof line, "%-6s %-10s %-24.17g %.17g\n", sar ? "S1" : "S2", stats.bands[b].c_str(),
+                    stats.mean[b], stats.stddev[b]);
+      out << line;
+    }
 }
 
 }  // namespace loom::data
