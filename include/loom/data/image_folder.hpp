@@ -132,8 +132,12 @@ class ImageFolder final : public Dataset {
     namespace fs = std::filesystem;
     std::error_code ec;
     LOOM_CHECK(fs::is_directory(opt_.root, ec), "images: ", opt_.root, " is not a directory");
-    if (opt_.labels_csv.empty()) index_class_folders();
-    else index_csv();
+    try {
+      if (opt_.labels_csv.empty()) index_class_folders();
+      else index_csv();
+    } catch (const fs::filesystem_error& e) {  // e.g. an unreadable sub-folder
+      loom::detail::fail("images: cannot list ", opt_.root, ": ", e.what());
+    }
   }
 
   int64_t size() const override { return int64_t(entries_.size()); }
