@@ -6,7 +6,7 @@
 //   backward  dV = Pᵀ dO, dP = dO Vᵀ (fp32), dS = P ∘ (dP - rowsum(P ∘ dP)), dQ = scale·dS K,
 //             dK = scale·dSᵀ Q
 // GEMMs take T inputs with fp32 accumulation (CUBLAS_COMPUTE_32F); T ∈ {float, bf16}.
-#include "device_memory.cuh"
+#include "loom/cuda/device_memory.hpp"
 #include "flash_attention.cuh"
 
 namespace loom::kernels {

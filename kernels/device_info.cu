@@ -4,7 +4,7 @@
 
 #include <cstdio>
 
-#include "device_info.cuh"
+#include "loom/cuda/device_info.hpp"
 
 namespace loom::cuda {
 

@@ -4,7 +4,7 @@
 #include <unordered_map>
 
 #include "cuda_check.cuh"
-#include "device_memory.cuh"
+#include "loom/cuda/device_memory.hpp"
 
 namespace loom::cuda {
 namespace {

@@ -19,7 +19,7 @@
 #include <type_traits>
 
 #include "cuda_check.cuh"
-#include "device_memory.cuh"
+#include "loom/cuda/device_memory.hpp"
 #include "device_types.cuh"
 #include "patch_tokens.cuh"
 

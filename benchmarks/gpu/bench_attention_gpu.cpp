@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "attention_naive.cuh"
-#include "device_info.cuh"
-#include "device_memory.cuh"
+#include "loom/cuda/device_info.hpp"
+#include "loom/cuda/device_memory.hpp"
 #include "median_time.hpp"
 #include "flash_attention.cuh"
 #include "loom/core/bf16.hpp"

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "device_info.cuh"
-#include "device_memory.cuh"
+#include "loom/cuda/device_info.hpp"
+#include "loom/cuda/device_memory.hpp"
 #include "median_time.hpp"
 #include "masked_mse.cuh"
 #include "patch_tokens.cuh"

@@ -5,7 +5,7 @@
 #include <functional>
 #include <vector>
 
-#include "device_memory.cuh"
+#include "loom/cuda/device_memory.hpp"
 
 namespace loom::bench {
 

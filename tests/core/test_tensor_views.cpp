@@ -151,6 +151,16 @@ TEST_CASE("factory and accessor errors name the shapes", "[tensor][errors]") {
 
 // ---- view and reshape ------------------------------------------------------------------------------
 
+TEST_CASE("a CUDA tensor in a build without the CUDA backend is an error that says how to get one", "[tensor][errors]") {
+#if LOOM_WITH_CUDA
+  LOOM_SKIP("this test binary links the CUDA backend");
+#else
+  using CudaFloat = Tensor<float, loom::CUDA>;
+  REQUIRE_THROWS_WITH(CudaFloat::zeros({2, 3}), Catch::Contains("link loom::kernels"));
+  REQUIRE_THROWS_WITH(Tensor<float>::ones({2}).to_device<loom::CUDA>(), Catch::Contains("CUDA backend"));
+#endif
+}
+
 TEST_CASE("view/reshape: -1 inference, shared storage, copies when strides forbid a view", "[views]") {
   const Tensor<double> base = iota({2, 3, 4});
   const Tensor<double> v = base.view({4, -1});

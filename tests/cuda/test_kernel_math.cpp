@@ -1,6 +1,6 @@
 // The arithmetic of the CUDA kernels, checked on the CPU (no GPU needed): the thread/tile index
 // maps, the online softmax, the tiled flash-attention algorithm against the textbook formulas in
-// double, and the patch index map against loom's CPU patchify.
+// double, the patch index map against loom's CPU patchify, and the strided offset map.
 #include <catch2/catch.hpp>
 
 #include <set>
@@ -8,6 +8,7 @@
 #include "attention_reference.hpp"
 #include "attention_tiles.hpp"
 #include "flash_attention_cpu.hpp"
+#include "loom/cuda/offset_map.hpp"
 #include "loom/mask/tokens.hpp"
 #include "mma_fragments.hpp"
 #include "patch_index.hpp"
@@ -208,4 +209,46 @@ TEST_CASE("ldmatrix addressing delivers exactly the mma fragments the kernels ex
         REQUIRE(receive(mma::ldm_bt_row, mma::ldm_bt_col, x, m, e, false) ==
                 value(8 * (m >> 1) + mma::b_n(x), mma::b_k(x, m & 1) + e));
       }
+}
+
+TEST_CASE("offset map gives every operand's strided offset of each linear index", "[kernels]") {
+  using loom::Shape;
+  using loom::Strides;
+  // Operand 0 contiguous, 1 transposed-like (reversed strides), 2 broadcast along dims 0 and 2, 3
+  // sliced with a step and a gap; extent-1 dims mixed in so that coalescing has work to do.
+  const std::vector<Shape> shapes = {{1}, {7}, {3, 5}, {2, 1, 4, 3}, {97}, {1, 1}, {2, 3, 1, 5, 2}};
+  for (const Shape& shape : shapes) {
+    const int rank = shape.size();
+    const Strides dense = loom::contiguous_strides(shape);
+    Strides reversed = Strides::filled(rank, 0), broadcast = Strides::filled(rank, 0), gapped = Strides::filled(rank, 0);
+    int64_t acc = 1;
+    for (int d = 0; d < rank; ++d) {
+      reversed[d] = acc;
+      acc *= shape[d];
+      broadcast[d] = (d == 0 || d == 2) ? 0 : dense[d];
+      gapped[d] = dense[d] * 3 + (d == rank - 1 ? 1 : 0);
+    }
+    const auto map = loom::cuda::make_offset_map<4>(shape, {dense, reversed, broadcast, gapped});
+    REQUIRE(map.rank >= 1);
+    for (int64_t linear = 0; linear < shape.numel(); ++linear) {
+      int64_t off[4];
+      map.offsets(linear, off);
+      // Reference: the row-major multi-index, dotted with each operand's original strides.
+      int64_t rem = linear, want[4] = {0, 0, 0, 0};
+      for (int d = rank - 1; d >= 0; --d) {
+        const int64_t i = rem % shape[d];
+        rem /= shape[d];
+        want[0] += i * dense[d];
+        want[1] += i * reversed[d];
+        want[2] += i * broadcast[d];
+        want[3] += i * gapped[d];
+      }
+      for (int k = 0; k < 4; ++k) REQUIRE(off[k] == want[k]);
+    }
+  }
+  // A contiguous tensor coalesces to one dimension (one division per element on the device).
+  const auto flat = loom::cuda::make_offset_map<2>({4, 5, 6}, {loom::contiguous_strides({4, 5, 6}),
+                                                               loom::contiguous_strides({4, 5, 6})});
+  REQUIRE(flat.rank == 1);
+  REQUIRE(flat.extent[0] == 120);
 }

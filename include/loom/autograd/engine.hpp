@@ -24,6 +24,10 @@ namespace detail {
 template <class T, class Dev>
 Tensor<T, Dev> add_same_shape(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
   Tensor<T, Dev> out = Tensor<T, Dev>::empty(a.shape());
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    device_add(dtype_traits<T>::tag, out.data(), out.strides(), a.data(), a.strides(), b.data(), b.strides(), a.shape());
+    return out;
+  }
   T *po = out.data(), *pa = a.data(), *pb = b.data();
   for_each_run<3>(a.shape(), {out.strides(), a.strides(), b.strides()}, [&](auto off, int64_t n, auto st) {
     for (int64_t i = 0; i < n; ++i)
@@ -35,6 +39,12 @@ Tensor<T, Dev> add_same_shape(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) 
 // dst += src in place (same shape).
 template <class T, class Dev>
 void add_into(const Tensor<T, Dev>& dst, const Tensor<T, Dev>& src) {
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    device_add(dtype_traits<T>::tag, dst.data(), dst.strides(), dst.data(), dst.strides(), src.data(), src.strides(),
+               dst.shape());
+    dst.bump_version();
+    return;
+  }
   T *pd = dst.data(), *ps = src.data();
   for_each_run<2>(dst.shape(), {dst.strides(), src.strides()}, [&](auto off, int64_t n, auto st) {
     for (int64_t i = 0; i < n; ++i)
@@ -176,7 +186,7 @@ bool should_record(const Impls&... inputs) {
 inline void attach(const ImplPtr& output, std::shared_ptr<Node> node, const std::vector<ImplPtr>& inputs) {
   for (const ImplPtr& in : inputs) {
     node->next.push_back(gradient_edge(in));
-    node->input_meta.push_back(in ? InputMeta{in->shape, in->dtype} : InputMeta{});
+    node->input_meta.push_back(in ? InputMeta{in->shape, in->dtype, in->device} : InputMeta{});
   }
   output->grad_fn = std::move(node);
 }
@@ -243,9 +253,10 @@ inline void run_backward(const ImplPtr& root, const ImplPtr& grad, bool retain_g
       if (!nx) continue;
       if (i < grads.size() && grads[i]) {
         const InputMeta& meta = node->input_meta[i];
-        LOOM_CHECK(grads[i]->shape == meta.shape && grads[i]->dtype == meta.dtype, "backward: ", node->name(),
-                   " produced a gradient of shape ", grads[i]->shape, " (", dtype_name(grads[i]->dtype),
-                   ") for input ", i, " of shape ", meta.shape, " (", dtype_name(meta.dtype), ")");
+        LOOM_CHECK(grads[i]->shape == meta.shape && grads[i]->dtype == meta.dtype && grads[i]->device == meta.device,
+                   "backward: ", node->name(), " produced a gradient of shape ", grads[i]->shape, " (",
+                   dtype_name(grads[i]->dtype), ", ", device_name(grads[i]->device), ") for input ", i, " of shape ",
+                   meta.shape, " (", dtype_name(meta.dtype), ", ", device_name(meta.device), ")");
         ImplPtr& buf = buffers[nx.get()];
         buf = buf ? nx->accumulate(std::move(buf), grads[i]) : std::move(grads[i]);
       }

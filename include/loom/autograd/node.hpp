@@ -17,6 +17,7 @@ using loom::detail::ImplPtr;
 struct InputMeta {
   Shape shape;
   DType dtype;
+  DeviceKind device = DeviceKind::cpu;
 };
 
 class Node {

@@ -1,6 +1,7 @@
 #pragma once
-// Storage: one reference-counted buffer shared by a tensor and all of its views. It also carries the
-// version counter that autograd uses to detect in-place changes of saved tensors.
+// Storage: one reference-counted buffer (host or device memory) shared by a tensor and all of its
+// views. It also carries the version counter that autograd uses to detect in-place changes of saved
+// tensors.
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -8,23 +9,24 @@
 
 #include "loom/core/allocator.hpp"
 #include "loom/core/device.hpp"
+#include "loom/core/device_backend.hpp"
 
 namespace loom {
 
 class Storage {
  public:
-  // Allocates `bytes` from the device allocator.
+  // Allocates `bytes` from the device's allocator (both cache freed blocks).
   Storage(size_t bytes, DeviceKind device) : bytes_(bytes), device_(device) {
-    LOOM_CHECK(device == DeviceKind::cpu, "Storage: device ", device_name(device),
-               " needs the CUDA backend (build with LOOM_CUDA=ON)");
-    data_ = detail::CpuAllocator::instance().allocate(bytes);
+    data_ = device == DeviceKind::cpu ? detail::CpuAllocator::instance().allocate(bytes) : detail::device_allocate(bytes);
     owned_ = true;
   }
   // Wraps memory owned elsewhere (an mmap'ed file, a device buffer); `owner` keeps it alive.
   Storage(void* data, size_t bytes, DeviceKind device, std::shared_ptr<void> owner)
       : data_(data), bytes_(bytes), device_(device), owner_(std::move(owner)) {}
   ~Storage() {
-    if (owned_) detail::CpuAllocator::instance().deallocate(data_, bytes_);
+    if (!owned_) return;
+    if (device_ == DeviceKind::cpu) detail::CpuAllocator::instance().deallocate(data_, bytes_);
+    else detail::device_release(data_);
   }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;

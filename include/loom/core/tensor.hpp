@@ -30,6 +30,7 @@ class Tensor {
  public:
   using value_type = T;
   using device_type = Dev;
+  static constexpr bool kOnDevice = Dev::kind == DeviceKind::cuda;  // data() is device memory
 
   Tensor() = default;  // undefined (no array); defined() is false
   explicit Tensor(detail::ImplPtr impl) : impl_(std::move(impl)) {
@@ -57,7 +58,7 @@ class Tensor {
     LOOM_CHECK(int64_t(values.size()) == shape.numel(), "Tensor::from_vector: ", values.size(),
                " values for shape ", shape, " (", shape.numel(), " elements)");
     Tensor t = empty(shape);
-    if (!values.empty()) std::memcpy(t.data(), values.data(), values.size() * sizeof(T));
+    detail::copy_bytes(t.data(), kOnDevice, values.data(), false, values.size() * sizeof(T));
     return t;
   }
   static Tensor from_vector(const Shape& shape, const std::vector<T>& values) {
@@ -65,10 +66,11 @@ class Tensor {
   }
   // 0, 1, ..., n-1 as a 1-d tensor.
   static Tensor arange(int64_t n) {
-    Tensor t = empty({n});
+    LOOM_CHECK(n >= 0, "Tensor::arange: negative length ", n);
+    std::vector<T> values(static_cast<size_t>(n));
     // Converted from the integer directly: going through float would round indices above 2^24.
-    for (int64_t i = 0; i < n; ++i) t.data()[i] = convert<T>(i);
-    return t;
+    for (int64_t i = 0; i < n; ++i) values[size_t(i)] = convert<T>(i);
+    return from_vector({n}, values);
   }
 
   // ---- layout ---------------------------------------------------------------------------------
@@ -96,26 +98,32 @@ class Tensor {
     }
     return true;
   }
-  // Pointer to the first element (the one at index 0 of every dim).
+  // Pointer to the first element (the one at index 0 of every dim); a device pointer on CUDA.
   T* data() const {
     const auto& im = checked();
     return static_cast<T*>(im.storage->data()) + im.offset;
   }
 
-  // ---- element access (CPU; for tests, tools and small data) ----------------------------------
-  T at(std::initializer_list<int64_t> index) const { return data()[element_offset(index)]; }
+  // ---- element access (for tests, tools and small data; on CUDA each call is a device copy) ----
+  T at(std::initializer_list<int64_t> index) const { return read_element(element_offset(index)); }
   T& at_mut(std::initializer_list<int64_t> index) {
+    static_assert(!kOnDevice, "at_mut: a CUDA tensor's elements are not addressable from the host; use copy_ or fill_");
     bump_version();
     return data()[element_offset(index)];
   }
   T item() const {
     LOOM_CHECK(numel() == 1, "item: tensor of shape ", shape(), " has ", numel(), " elements, expected 1");
-    return data()[0];
+    return read_element(0);
   }
-  // All elements in row-major logical order.
+  // All elements in row-major logical order (copied to the host).
   std::vector<T> to_vector() const {
     std::vector<T> out(static_cast<size_t>(numel()));
     if (out.empty()) return out;
+    if constexpr (kOnDevice) {
+      const Tensor dense = is_contiguous() ? *this : Tensor::empty(shape()).copy_(*this);
+      detail::copy_bytes(out.data(), false, dense.data(), true, out.size() * sizeof(T));
+      return out;
+    }
     T* src = data();
     T* dst = out.data();
     const Strides dense = contiguous_strides(shape());
@@ -128,6 +136,14 @@ class Tensor {
   // ---- in-place (bump the version counter; refused on leaves that require grad while recording)
   Tensor& fill_(T value) {
     check_inplace("fill_");
+    if constexpr (kOnDevice) {
+      static_assert(sizeof(T) <= sizeof(uint64_t));
+      uint64_t bits = 0;
+      std::memcpy(&bits, &value, sizeof(T));
+      detail::device_fill(dtype_traits<T>::tag, data(), strides(), shape(), bits);
+      bump_version();
+      return *this;
+    }
     T* p = data();
     detail::for_each_run<1>(shape(), {strides()}, [&](auto off, int64_t n, auto st) {
       for (int64_t i = 0; i < n; ++i) p[off[0] + i * st[0]] = value;
@@ -142,6 +158,12 @@ class Tensor {
     const Shape target = broadcast_shapes(shape(), src.shape(), "copy_");
     LOOM_CHECK(target == shape(), "copy_: source of shape ", src.shape(),
                " does not broadcast to destination shape ", shape());
+    if constexpr (kOnDevice) {
+      detail::device_copy(dtype_traits<T>::tag, data(), strides(), dtype_traits<U>::tag, src.data(),
+                          src.expand_strides_to(shape()), shape());
+      bump_version();
+      return *this;
+    }
     T* dst = data();
     const U* s = src.data();
     detail::for_each_run<2>(shape(), {strides(), src.expand_strides_to(shape())},
@@ -195,6 +217,8 @@ class Tensor {
   Tensor clone() const;       // always a fresh contiguous copy
   template <Element U>
   Tensor<U, Dev> to() const;  // element-type conversion (differentiable between float types)
+  template <class D>
+  Tensor<T, D> to_device() const;  // copy to another device (differentiable); itself when on D
 
   // ---- internals ------------------------------------------------------------------------------
   const detail::ImplPtr& impl() const { return impl_; }
@@ -219,6 +243,15 @@ class Tensor {
   const detail::TensorImpl& checked() const {
     LOOM_CHECK(impl_ != nullptr, "use of an undefined Tensor (default-constructed or moved-from)");
     return *impl_;
+  }
+  T read_element(int64_t offset) const {
+    if constexpr (kOnDevice) {
+      T value;
+      detail::copy_bytes(&value, false, data() + offset, true, sizeof(T));
+      return value;
+    } else {
+      return data()[offset];
+    }
   }
   int64_t element_offset(std::initializer_list<int64_t> index) const {
     LOOM_CHECK(int(index.size()) == dim(), "at: ", index.size(), " indices for a tensor of rank ", dim());

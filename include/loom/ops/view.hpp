@@ -340,6 +340,29 @@ Tensor<U, Dev> Tensor<T, Dev>::to() const {
   }
 }
 
+template <Element T, class Dev>
+template <class D>
+Tensor<T, D> Tensor<T, Dev>::to_device() const {
+  if constexpr (std::is_same_v<D, Dev>) {
+    return *this;
+  } else {
+    Tensor<T, D> out = Tensor<T, D>::empty(shape());
+    {
+      NoGradGuard guard;
+      const Tensor dense = contiguous();  // on the source device: the copy itself is one block
+      detail::copy_bytes(out.data(), Tensor<T, D>::kOnDevice, dense.data(), kOnDevice, size_t(numel()) * sizeof(T));
+    }
+    if constexpr (FloatElement<T>) {
+      if (autograd::should_record(impl_)) {
+        autograd::record("ToDeviceBackward", out, {impl_}, [](const Tensor<T, D>& g) {
+          return std::vector<Tensor<T, Dev>>{g.template to_device<Dev>()};
+        });
+      }
+    }
+    return out;
+  }
+}
+
 }  // namespace loom
 
 #endif  // LOOM_OPS_VIEW_HPP
