@@ -38,11 +38,12 @@ command -v ninja >/dev/null && gen=(-G Ninja)
 step "configure" 120 cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DLOOM_CUDA=ON \
   -DLOOM_BUILD_EXAMPLES=OFF -DCMAKE_CUDA_ARCHITECTURES="${arch:-90}" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${prefix[@]}" || { printf '%s\n' "${summary[@]}"; exit 1; }
 step "build" 400 cmake --build "$build" -j "$(nproc)" --target test_kernel_math test_cuda_kernels \
-  bench_attention_gpu bench_patch_gpu || { printf '%s\n' "${summary[@]}"; exit 1; }
+  test_mask_plan_gpu bench_attention_gpu bench_patch_gpu || { printf '%s\n' "${summary[@]}"; exit 1; }
 
 tests=$build/tests
 step "cpu kernel math" 120 "$tests/test_kernel_math"
 step "cuda tests" 300 "$tests/test_cuda_kernels"
+step "mask plan test" 120 "$tests/test_mask_plan_gpu"
 if command -v compute-sanitizer >/dev/null; then
   # (the [memory] test provokes a failing cudaMalloc on purpose, which memcheck would count)
   step "memcheck (small cases)" 150 compute-sanitizer --tool memcheck --error-exitcode 3 \
