@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every CUDA test and kernel benchmark in one call, sized for a single 10-minute GPU slot:
 #   1. configure + build the kernels, their tests and benchmarks for this GPU's architecture
-#   2. the CPU-side kernel arithmetic tests and all CUDA tests
+#   2. the CPU-side kernel arithmetic tests and every GPU test binary (test_cuda_kernels,
+#      test_device_*, test_*_gpu: found in tests/CMakeLists.txt)
 #   3. the CUDA tests again under compute-sanitizer (memcheck on all small cases, racecheck on the
 #      shared-memory kernels)
 #   4. the kernel benchmarks (loom vs cuBLAS+softmax, vs PyTorch SDPA flash/cuDNN when torch is there)
@@ -37,17 +38,22 @@ gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 step "configure" 120 cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DLOOM_CUDA=ON \
   -DLOOM_BUILD_EXAMPLES=OFF -DCMAKE_CUDA_ARCHITECTURES="${arch:-90}" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${prefix[@]}" || { printf '%s\n' "${summary[@]}"; exit 1; }
-step "build" 400 cmake --build "$build" -j "$(nproc)" --target test_kernel_math test_cuda_kernels \
-  test_mask_plan_gpu bench_attention_gpu bench_patch_gpu || { printf '%s\n' "${summary[@]}"; exit 1; }
+# Every GPU test binary tests/CMakeLists.txt declares: test_cuda_kernels, test_device_*, test_*_gpu.
+cuda_tests=$(grep -oE 'loom_add_test\((test_cuda_kernels|test_device_[a-z0-9_]+|test_[a-z0-9_]+_gpu)\b' \
+  "$root/tests/CMakeLists.txt" | sed 's/loom_add_test(//' | sort -u)
+step "build" 400 cmake --build "$build" -j "$(nproc)" --target test_kernel_math $cuda_tests \
+  bench_attention_gpu bench_patch_gpu || { printf '%s\n' "${summary[@]}"; exit 1; }
 
 tests=$build/tests
 step "cpu kernel math" 120 "$tests/test_kernel_math"
-step "cuda tests" 300 "$tests/test_cuda_kernels"
-step "mask plan test" 120 "$tests/test_mask_plan_gpu"
+for t in $cuda_tests; do step "$t" 300 "$tests/$t"; done
 if command -v compute-sanitizer >/dev/null; then
   # (the [memory] test provokes a failing cudaMalloc on purpose, which memcheck would count)
   step "memcheck (small cases)" 150 compute-sanitizer --tool memcheck --error-exitcode 3 \
     "$tests/test_cuda_kernels" "[small],[patch],[loss]"
+  for t in $cuda_tests; do  # the other GPU tests use small shapes throughout
+    [ "$t" = test_cuda_kernels ] || step "memcheck $t" 150 compute-sanitizer --tool memcheck --error-exitcode 3 "$tests/$t"
+  done
   step "racecheck (small cases)" 150 compute-sanitizer --tool racecheck --error-exitcode 3 \
     "$tests/test_cuda_kernels" "[small],[patch],[loss]"
 else
