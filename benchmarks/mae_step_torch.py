@@ -3,6 +3,7 @@
 side-by-side comparison of benchmarks/compare_torch.sh. Prints one JSON line.
 
     /usr/bin/python3 benchmarks/mae_step_torch.py --config b --mode pretrain --threads 2 [--expect-params N]
+    python3 benchmarks/mae_step_torch.py --device cuda --precision bf16 --batch 256   (GPU, eager)
 
 The model mirrors loom's (include/loom/models/{encoder,mae,classifier}.hpp) layer for layer, so the
 parameter counts are equal (--expect-params asserts it against loom's count):
@@ -17,9 +18,15 @@ parameter counts are equal (--expect-params asserts it against loom's count):
   * finetune: all tokens, average pooling over the patch tokens, fc_norm, 19-class head, BCE;
   * inference: the fine-tuning model's forward under torch.no_grad().
 Training steps: zero_grad, forward, loss, backward, clip_grad_norm_(1.0), AdamW step.
-PyTorch 1.13 has no fused scaled_dot_product_attention; attention is softmax(q k^T / sqrt(Dh)) v.
+Attention is softmax(q k^T / sqrt(Dh)) v written out (PyTorch 1.13, the CPU baseline, has no fused
+scaled_dot_product_attention); with --sdpa (the default on CUDA when PyTorch has it) it is
+F.scaled_dot_product_attention, PyTorch's fused flash/cuDNN kernels — the eager baseline a GPU user
+would run. --precision bf16 runs forward and backward under torch.autocast(bfloat16) with fp32
+master weights and optimizer state (loom's mixed precision). On CUDA the step is timed between
+torch.cuda.synchronize() calls and the peak is torch.cuda.max_memory_allocated().
 """
 import argparse
+import contextlib
 import json
 import math
 import resource
@@ -62,6 +69,9 @@ def patchify(x, p):
     return x.reshape(B, C, h, p, w, p).permute(0, 2, 4, 1, 3, 5).reshape(B, h * w, C * p * p)
 
 
+USE_SDPA = False  # set by main(): F.scaled_dot_product_attention instead of the written-out softmax
+
+
 class Attention(nn.Module):
     def __init__(self, dim, heads):
         super().__init__()
@@ -74,8 +84,11 @@ class Attention(nn.Module):
         H = self.heads
         qkv = self.qkv(x).reshape(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)  # [3, B, H, N, Dh]
         q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = (q @ k.transpose(-2, -1)) * (D // H) ** -0.5
-        o = attn.softmax(dim=-1) @ v                                          # [B, H, N, Dh]
+        if USE_SDPA:
+            o = F.scaled_dot_product_attention(q, k, v)                       # [B, H, N, Dh]
+        else:
+            attn = (q @ k.transpose(-2, -1)) * (D // H) ** -0.5
+            o = attn.softmax(dim=-1) @ v                                      # [B, H, N, Dh]
         return self.proj(o.transpose(1, 2).reshape(B, N, D))
 
 
@@ -144,7 +157,7 @@ class MAE(nn.Module):
         self.decoder_norm = nn.LayerNorm(Dd, eps=1e-6)
         self.decoder_pred = nn.ModuleDict({n: nn.Linear(Dd, patch * patch * c) for n, c in GROUPS})
 
-    def mask_plan(self, B):
+    def mask_plan(self, B, device):
         """Disjoint masking: K = round(0.25 G L) locations, each visible in one random group."""
         G, L = len(GROUPS), self.L
         T = G * L
@@ -160,7 +173,7 @@ class MAE(nn.Module):
         mask = torch.ones(B, T)
         mask[:, :K] = 0
         mask = torch.gather(mask, 1, ids_restore)                        # [B, T], 1 = hidden
-        return ids_keep, ids_restore, mask
+        return ids_keep.to(device), ids_restore.to(device), mask.to(device)
 
     def forward(self, images, ids_keep, ids_restore, mask):
         enc = self.encoder
@@ -239,15 +252,33 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--expect-params", type=int, default=0, help="loom's parameter count: assert equal")
     ap.add_argument("--label", default="pytorch")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--batch", type=int, default=0, help="override the configuration's batch size")
+    ap.add_argument("--sdpa", default="auto", choices=["auto", "on", "off"],
+                    help="fused scaled_dot_product_attention (auto: on for CUDA when available)")
     args = ap.parse_args()
 
+    global USE_SDPA
+    has_sdpa = hasattr(F, "scaled_dot_product_attention")
+    USE_SDPA = args.sdpa == "on" or (args.sdpa == "auto" and args.device == "cuda" and has_sdpa)
+    if USE_SDPA and not has_sdpa:
+        sys.exit(f"mae_step_torch: --sdpa on needs PyTorch >= 2.0 (this is {torch.__version__})")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("mae_step_torch: --device cuda but torch.cuda.is_available() is False")
+    dev = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     cfg = CONFIGS[args.config]
+    if args.batch:
+        cfg = cfg[:8] + (args.batch,)
     B, image = cfg[8], cfg[6]
-    images = [torch.rand(B, c, image, image) * 2 - 1 for _, c in GROUPS]
-    labels = (torch.rand(B, NUM_CLASSES) < 0.2).float()
-    model = MAE(cfg) if args.mode == "pretrain" else Classifier(cfg)
+    images = [(torch.rand(B, c, image, image) * 2 - 1).to(dev) for _, c in GROUPS]
+    labels = (torch.rand(B, NUM_CLASSES) < 0.2).float().to(dev)
+    model = (MAE(cfg) if args.mode == "pretrain" else Classifier(cfg)).to(dev)
+    autocast = (torch.autocast(device_type=args.device, dtype=torch.bfloat16) if args.precision == "bf16"
+                else contextlib.nullcontext())
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     params = [p for p in model.parameters() if p.requires_grad]
     count = sum(p.numel() for p in params)
     print(f"mae_step_torch: {args.mode} config {args.config}: PyTorch parameters {count}, loom {args.expect_params or '?'}",
@@ -260,7 +291,7 @@ def main():
         model.eval()
 
         def step():
-            with torch.no_grad():
+            with torch.no_grad(), autocast:
                 model(images)
     else:
         model.train()
@@ -269,20 +300,23 @@ def main():
 
         def step():
             opt.zero_grad(set_to_none=True)
-            if args.mode == "pretrain":
-                loss = model(images, *model.mask_plan(B))
-            else:
-                loss = F.binary_cross_entropy_with_logits(model(images), labels)
+            with autocast:
+                if args.mode == "pretrain":
+                    loss = model(images, *model.mask_plan(B, dev))
+                else:
+                    loss = F.binary_cross_entropy_with_logits(model(images), labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
 
     for _ in range(args.warmup):
         step()
+    sync()
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
         step()
+        sync()
         times.append(time.perf_counter() - t0)
     median = sorted(times)[len(times) // 2]
     flops = flops_per_step(cfg, args.mode, K)
@@ -292,7 +326,10 @@ def main():
         "step_ms_mean": round(1e3 * sum(times) / len(times), 2),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "gflop_per_step": round(flops * 1e-9, 3), "gflops": round(flops * 1e-9 / median, 2),
-        "visible_tokens": K, "torch": torch.__version__,
+        "visible_tokens": K, "torch": torch.__version__, "device": args.device, "precision": args.precision,
+        "sdpa": USE_SDPA,
+        "gpu_peak_mib": (round(torch.cuda.max_memory_allocated() / 2**20, 1) if args.device == "cuda" else None),
+        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
         "cpu_s": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 2)}))
 
 
