@@ -3,6 +3,7 @@
 #include "loom/nn/attention.hpp"
 #include "loom/nn/block.hpp"
 #include "loom/nn/checkpoint.hpp"
+#include "loom/nn/copy_state.hpp"
 #include "loom/nn/dropout.hpp"
 #include "loom/nn/init.hpp"
 #include "loom/nn/layer_norm.hpp"

@@ -9,13 +9,13 @@
 
 namespace loom::nn {
 
-// [h·w (+1 with cls), D], computed in double then rounded to T.
+// [h·w (+1 with cls), D], computed in double on the host, rounded to T, then placed on Dev.
 template <class T = float, class Dev = CPU>
 Tensor<T, Dev> sincos_pos_embed_2d(int64_t dim, int64_t grid_h, int64_t grid_w, bool cls_token = false) {
   LOOM_CHECK(dim > 0 && dim % 4 == 0, "sincos_pos_embed_2d: embedding dim must be a positive multiple of 4, got ", dim);
   LOOM_CHECK(grid_h > 0 && grid_w > 0, "sincos_pos_embed_2d: empty grid ", grid_h, "x", grid_w);
   const int64_t quarter = dim / 4, offset = cls_token ? 1 : 0;
-  Tensor<T, Dev> out = Tensor<T, Dev>::zeros({grid_h * grid_w + offset, dim});  // [L(+1), D]
+  Tensor<T> out = Tensor<T>::zeros({grid_h * grid_w + offset, dim});  // [L(+1), D]
   T* p = out.data();
   for (int64_t i = 0; i < grid_h; ++i) {
     for (int64_t j = 0; j < grid_w; ++j) {
@@ -29,7 +29,7 @@ Tensor<T, Dev> sincos_pos_embed_2d(int64_t dim, int64_t grid_h, int64_t grid_w, 
       }
     }
   }
-  return out;
+  return out.template to_device<Dev>();
 }
 
 }  // namespace loom::nn
