@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "loom/autograd/engine.hpp"
+#include "loom/core/device_backend.hpp"
 #include "loom/core/tensor.hpp"
 #include "loom/ops/view.hpp"
 
@@ -23,7 +24,10 @@ namespace loom {
 // Concatenates tensors of equal rank along dim; every other extent must match the first tensor's.
 template <class T, class Dev>
 Tensor<T, Dev> concat(const std::vector<Tensor<T, Dev>>& tensors, int64_t dim) {
-  static_assert(std::is_same_v<Dev, CPU>, "loom ops run on the CPU for now (the CUDA backend comes later)");
+  // CUDA tensors: the copies into narrow views of `out` and the narrow views of the gradient are
+  // Tensor<T, CUDA>'s own copy_ and views, so the op needs no kernel of its own.
+  static_assert(std::is_same_v<Dev, CPU> || detail::cuda_backend_for<T>,
+                "concat on CUDA tensors needs LOOM_WITH_CUDA (link loom::kernels)");
   LOOM_CHECK(!tensors.empty(), "concat: needs at least one tensor");
   const Shape& first = tensors[0].shape();
   LOOM_CHECK(first.size() >= 1, "concat: cannot concatenate 0-d tensors (shape ", first, ")");

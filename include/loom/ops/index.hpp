@@ -10,16 +10,25 @@
 // scatter_add is deterministic: no atomics. Positions that differ outside `dim` never write the
 // same output element, so the work is split across those coordinates only, and each output element
 // receives its contributions in increasing order along `dim`. bf16 accumulates in float.
+//
+// On CUDA tensors (float and bf16; gather/index_select of any element type) the same algorithms run
+// as device kernels (loom/cuda/index.hpp, kernels/index.cu): gather one thread per element,
+// scatter_add one thread per column along `dim` in the CPU's order (bit-identical sums), and the
+// index check is a device pass that finds the first bad position, whose value is read back to
+// throw the CPU's message (one synchronization per checked op).
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
 #include "loom/autograd/engine.hpp"
+#include "loom/core/device_backend.hpp"
 #include "loom/core/iterate.hpp"
 #include "loom/core/parallel.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/cuda/index.hpp"
 #include "loom/ops/view.hpp"
 
 namespace loom {
@@ -64,23 +73,46 @@ void for_each_run_blocked(const Shape& shape, const std::array<Strides, N>& stri
   });
 }
 
+// The first value (row-major) of a CUDA index tensor outside [0, limit), if any: a device pass finds
+// its position (kernels/index.cu), then that one value is read back.
+template <class Dev>
+std::optional<int64_t> first_bad_index_on_device(const Tensor<int64_t, Dev>& index, int64_t limit) {
+  static_assert(cuda_backend_for<Dev>, "index checks on CUDA tensors need LOOM_WITH_CUDA (link loom::kernels)");
+  const cuda::OffsetMap<1> map = cuda::make_offset_map<1>(index.shape(), {index.strides()});
+  const int64_t bad = cuda::first_out_of_range(index.data(), map, index.numel(), limit);
+  if (bad < 0) return std::nullopt;
+  int64_t off[1];
+  map.offsets(bad, off);
+  int64_t v = 0;
+  copy_bytes(&v, false, index.data() + off[0], true, sizeof v);
+  return v;
+}
+
 // Throws unless every value of `index` lies in [0, limit), naming the first bad value.
 template <class Dev>
 void check_index_values(const char* op, const Tensor<int64_t, Dev>& index, int64_t limit, int dim,
                         const Shape& indexed_shape) {
-  const int64_t* p = index.data();
-  for_each_run_serial<1>(index.shape(), {index.strides()}, [&](auto off, int64_t n, auto st) {
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t v = p[off[0] + i * st[0]];
-      LOOM_CHECK(v >= 0 && v < limit, op, ": index ", v, " out of range for dimension ", dim, " (size ", limit,
-                 ") of shape ", indexed_shape);
-    }
-  });
+  if constexpr (Tensor<int64_t, Dev>::kOnDevice) {
+    static_assert(cuda_backend_for<Dev>, "index ops on CUDA tensors need LOOM_WITH_CUDA (link loom::kernels)");
+    const std::optional<int64_t> v = first_bad_index_on_device(index, limit);
+    if (!v) return;
+    fail(op, ": index ", *v, " out of range for dimension ", dim, " (size ", limit, ") of shape ", indexed_shape);
+  } else {
+    const int64_t* p = index.data();
+    for_each_run_serial<1>(index.shape(), {index.strides()}, [&](auto off, int64_t n, auto st) {
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t v = p[off[0] + i * st[0]];
+        LOOM_CHECK(v >= 0 && v < limit, op, ": index ", v, " out of range for dimension ", dim, " (size ", limit,
+                   ") of shape ", indexed_shape);
+      }
+    });
+  }
 }
 
 template <class Dev>
 void check_index_device() {
-  static_assert(std::is_same_v<Dev, CPU>, "loom ops run on the CPU for now (the CUDA backend comes later)");
+  static_assert(std::is_same_v<Dev, CPU> || cuda_backend_for<Dev>,
+                "index ops on CUDA tensors need LOOM_WITH_CUDA (link loom::kernels)");
 }
 
 // out[pos] = t[pos with coordinate `dim` replaced by index[pos]] for every pos of index's shape.
@@ -91,13 +123,20 @@ Tensor<T, Dev> gather_unchecked(const Tensor<T, Dev>& t, int dim, const Tensor<i
   Strides t_strides = t.strides();
   const int64_t dim_stride = t_strides[dim];
   t_strides[dim] = 0;  // the coordinate along dim comes from the index instead
-  T* po = out.data();
-  const T* pt = t.data();
-  const int64_t* pi = index.data();
-  for_each_run<3>(index.shape(), {out.strides(), t_strides, index.strides()}, [&](auto off, int64_t n, auto st) {
-    for (int64_t i = 0; i < n; ++i)
-      po[off[0] + i * st[0]] = pt[off[1] + i * st[1] + pi[off[2] + i * st[2]] * dim_stride];
-  });
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    static_assert(cuda_backend_for<T>, "gather on CUDA tensors needs LOOM_WITH_CUDA (link loom::kernels)");
+    cuda::gather_strided(sizeof(T), out.data(), t.data(), index.data(),
+                         cuda::make_offset_map<3>(index.shape(), {out.strides(), t_strides, index.strides()}),
+                         out.numel(), dim_stride);
+  } else {
+    T* po = out.data();
+    const T* pt = t.data();
+    const int64_t* pi = index.data();
+    for_each_run<3>(index.shape(), {out.strides(), t_strides, index.strides()}, [&](auto off, int64_t n, auto st) {
+      for (int64_t i = 0; i < n; ++i)
+        po[off[0] + i * st[0]] = pt[off[1] + i * st[1] + pi[off[2] + i * st[2]] * dim_stride];
+    });
+  }
   return out;
 }
 
@@ -118,17 +157,28 @@ Tensor<T, Dev> scatter_add_unchecked(const Tensor<T, Dev>& base, int dim, const 
   acc_rest.erase(dim);
   src_rest.erase(dim);
   index_rest.erase(dim);
-  Acc* pa = acc.data();
-  const T* ps = src.data();
-  const int64_t* pi = index.data();
-  for_each_run_blocked<3>(rest, {acc_rest, src_rest, index_rest}, steps, [&](auto off, int64_t n, auto st) {
-    for (int64_t j = 0; j < steps; ++j) {
-      const T* s = ps + off[1] + j * src_dim;
-      const int64_t* ix = pi + off[2] + j * index_dim;
-      Acc* a = pa + off[0];
-      for (int64_t e = 0; e < n; ++e) a[e * st[0] + ix[e * st[2]] * acc_dim] += Acc(s[e * st[1]]);
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    static_assert(cuda_backend_for<T>, "scatter_add on CUDA tensors needs LOOM_WITH_CUDA (link loom::kernels)");
+    if constexpr (std::is_same_v<Acc, float>) {  // float and bf16
+      cuda::scatter_add_columns(acc.data(), dtype_traits<T>::tag, src.data(), index.data(),
+                                cuda::make_offset_map<3>(rest, {acc_rest, src_rest, index_rest}), rest.numel(),
+                                {steps, acc_dim, src_dim, index_dim});
+    } else {
+      fail("scatter_add: ", dtype_traits<T>::name, " is not supported on CUDA (float32 and bfloat16 are)");
     }
-  });
+  } else {
+    Acc* pa = acc.data();
+    const T* ps = src.data();
+    const int64_t* pi = index.data();
+    for_each_run_blocked<3>(rest, {acc_rest, src_rest, index_rest}, steps, [&](auto off, int64_t n, auto st) {
+      for (int64_t j = 0; j < steps; ++j) {
+        const T* s = ps + off[1] + j * src_dim;
+        const int64_t* ix = pi + off[2] + j * index_dim;
+        Acc* a = pa + off[0];
+        for (int64_t e = 0; e < n; ++e) a[e * st[0] + ix[e * st[2]] * acc_dim] += Acc(s[e * st[1]]);
+      }
+    });
+  }
   if constexpr (std::is_same_v<Acc, T>) {
     return acc;
   } else {
