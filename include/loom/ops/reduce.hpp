@@ -10,6 +10,10 @@
 // the shape only), whose partial results are merged in chunk order. Threads only decide who
 // computes which chunk, so results are bit-identical for any thread count.
 //
+// On CUDA tensors (float, bf16): sum, mean, amax, amin and their backward run on the device
+// (loom/cuda/reduce.hpp, kernels/reduce.cu), accumulated in fp32 in a fixed order, so reruns are
+// bit-identical; max / min / argmax / argmin / var / stddev are CPU-only so far.
+//
 // Semantics follow PyTorch:
 //   - max/min send the gradient to the one index they return; on ties that is the FIRST
 //     occurrence along the dim. A NaN counts as larger (max) / smaller (min) than any number, so
@@ -32,6 +36,7 @@
 #include "loom/core/parallel.hpp"
 #include "loom/core/shape.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/cuda/reduce.hpp"
 #include "loom/ops/fast_math.hpp"
 #include "loom/ops/view.hpp"
 
@@ -398,7 +403,19 @@ struct CountEqualReducer {
 
 template <class Dev>
 constexpr void require_cpu(const char*) {
-  static_assert(std::is_same_v<Dev, CPU>, "loom reductions: only the CPU backend exists so far");
+  static_assert(std::is_same_v<Dev, CPU>,
+                "loom reductions: max / min / argmax / argmin / var / stddev are CPU-only so far (sum, mean, amax, "
+                "amin run on CUDA)");
+}
+
+// The CUDA path of sum / mean / amax / amin: x folded over the spec's dims into a fresh dense
+// tensor of the output shape (loom/cuda/reduce.hpp; fp32 accumulation, deterministic).
+template <class T, class Dev>
+Tensor<T, Dev> device_reduce(const Tensor<T, Dev>& x, const ReduceSpec& spec, cuda::ReduceOp rop, double scale = 1.0) {
+  static_assert(cuda_backend_for<T>, "reductions on CUDA tensors need LOOM_WITH_CUDA (link loom::kernels)");
+  Tensor<T, Dev> out = Tensor<T, Dev>::empty(spec.out_shape);
+  cuda::reduce_tensor(dtype_traits<T>::tag, rop, out.data(), x.data(), x.shape(), x.strides(), spec.reduced, scale);
+  return out;
 }
 
 // Per-output mean of x over the spec's reduced dims, in double.
@@ -413,13 +430,20 @@ std::vector<double> reduce_means(const Tensor<T, Dev>& x, const ReduceSpec& spec
 template <class T, class Dev>
 Tensor<T, Dev> scaled_copy(const Tensor<T, Dev>& g, double factor) {
   Tensor<T, Dev> out = Tensor<T, Dev>::empty(g.shape());
-  T* po = out.data();
-  const T* pg = g.data();
-  for_each_run<2>(g.shape(), {out.strides(), g.strides()}, [&](auto off, int64_t n, auto st) {
-    for (int64_t i = 0; i < n; ++i)
-      po[off[0] + i * st[0]] = T(compute_t<T>(as_double(pg[off[1] + i * st[1]]) * factor));
-  });
-  return out;
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    static_assert(cuda_backend_for<T>, "mean on CUDA tensors needs LOOM_WITH_CUDA (link loom::kernels)");
+    cuda::scale_strided(dtype_traits<T>::tag, out.data(), g.data(),
+                        cuda::make_offset_map<2>(g.shape(), {out.strides(), g.strides()}), g.numel(), factor);
+    return out;
+  } else {
+    T* po = out.data();
+    const T* pg = g.data();
+    for_each_run<2>(g.shape(), {out.strides(), g.strides()}, [&](auto off, int64_t n, auto st) {
+      for (int64_t i = 0; i < n; ++i)
+        po[off[0] + i * st[0]] = T(compute_t<T>(as_double(pg[off[1] + i * st[1]]) * factor));
+    });
+    return out;
+  }
 }
 
 // gx = coef[o] * (x - center[o]) for every input element, o being the output it feeds.
@@ -488,45 +512,72 @@ ValuesIndices<T, Dev> extreme_along(const char* op, const Tensor<T, Dev>& x, int
 
 template <class T, class Dev, bool kMax>
 Tensor<T, Dev> extreme_over(const char* op, const Tensor<T, Dev>& x, const std::vector<int64_t>& dims, bool keepdim) {
-  require_cpu<Dev>(op);
   const ReduceSpec spec = make_reduce_spec(op, x.shape(), dims, keepdim);
   LOOM_CHECK(spec.n_reduced > 0 || spec.keep_shape.numel() == 0, op,
              ": cannot reduce over zero elements (input shape ", x.shape(), ")");
-  const ReduceLayout lay = make_reduce_layout(x.strides(), spec);
-  const auto states = reduce_states(x.data(), lay, ExtremeReducer<T, kMax, false>{});
-  Tensor<T, Dev> out = Tensor<T, Dev>::empty(spec.out_shape);
-  T* po = out.data();
-  for (size_t o = 0; o < states.size(); ++o) po[o] = T(states[o].value);
-  if constexpr (FloatElement<T>) {
-    if (autograd::should_record(x.impl())) {
-      autograd::record(kMax ? "AmaxBackward" : "AminBackward", out, {x.impl()},
-                       [spec, sx = autograd::SavedTensor<T, Dev>(x, op), so = autograd::SavedTensor<T, Dev>(out, op)](
-                           const Tensor<T, Dev>& g) {
-                         // Each element equal to the result gets g / (number of such elements).
-                         const Tensor<T, Dev>& xs = sx.get();
-                         const Tensor<T, Dev>& outs = so.get();  // fresh and dense
-                         const ReduceLayout lay = make_reduce_layout(xs.strides(), spec);
-                         const auto counts = reduce_states(xs.data(), lay, CountEqualReducer<T>{outs.data()});
-                         std::vector<double> share(counts.size());
-                         const Tensor<T, Dev> gd = g.contiguous();
-                         for (size_t o = 0; o < counts.size(); ++o)
-                           share[o] = counts[o].count ? as_double(gd.data()[o]) / double(counts[o].count) : 0.0;
-                         Tensor<T, Dev> gx = Tensor<T, Dev>::empty(spec.in_shape);
-                         T* pgx = gx.data();
-                         const T *px = xs.data(), *pv = outs.data();
-                         for_each_run<3>(spec.in_shape, {gx.strides(), xs.strides(), output_index_strides(spec)},
-                                         [&](auto off, int64_t n, auto st) {
-                                           for (int64_t i = 0; i < n; ++i) {
-                                             const int64_t o = off[2] + i * st[2];
-                                             const bool hit = compute_t<T>(px[off[1] + i * st[1]]) == compute_t<T>(pv[o]);
-                                             pgx[off[0] + i * st[0]] = T(compute_t<T>(hit ? share[size_t(o)] : 0.0));
-                                           }
-                                         });
-                         return std::vector<Tensor<T, Dev>>{gx};
-                       });
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    Tensor<T, Dev> out = device_reduce(x, spec, kMax ? cuda::ReduceOp::max : cuda::ReduceOp::min);
+    if constexpr (FloatElement<T>) {
+      if (autograd::should_record(x.impl())) {
+        autograd::record(kMax ? "AmaxBackward" : "AminBackward", out, {x.impl()},
+                         [spec, sx = autograd::SavedTensor<T, Dev>(x, op), so = autograd::SavedTensor<T, Dev>(out, op)](
+                             const Tensor<T, Dev>& g) {
+                           // As on the CPU: each element equal to the result gets g / (number of such elements).
+                           const Tensor<T, Dev>& xs = sx.get();
+                           const Tensor<T, Dev>& outs = so.get();  // fresh and dense
+                           Tensor<float, Dev> counts = Tensor<float, Dev>::empty(spec.out_shape);
+                           cuda::reduce_tensor(dtype_traits<T>::tag, cuda::ReduceOp::count_equal, counts.data(),
+                                               xs.data(), xs.shape(), xs.strides(), spec.reduced, 1.0, outs.data());
+                           const Tensor<T, Dev> gd = g.contiguous();
+                           Tensor<T, Dev> gx = Tensor<T, Dev>::empty(spec.in_shape);
+                           cuda::extreme_backward(
+                               dtype_traits<T>::tag, gx.data(), xs.data(), outs.data(), gd.data(), counts.data(),
+                               cuda::make_offset_map<3>(spec.in_shape,
+                                                        {gx.strides(), xs.strides(), output_index_strides(spec)}),
+                               gx.numel());
+                           return std::vector<Tensor<T, Dev>>{gx};
+                         });
+      }
     }
+    return out;
+  } else {
+    const ReduceLayout lay = make_reduce_layout(x.strides(), spec);
+    const auto states = reduce_states(x.data(), lay, ExtremeReducer<T, kMax, false>{});
+    Tensor<T, Dev> out = Tensor<T, Dev>::empty(spec.out_shape);
+    T* po = out.data();
+    for (size_t o = 0; o < states.size(); ++o) po[o] = T(states[o].value);
+    if constexpr (FloatElement<T>) {
+      if (autograd::should_record(x.impl())) {
+        autograd::record(kMax ? "AmaxBackward" : "AminBackward", out, {x.impl()},
+                         [spec, sx = autograd::SavedTensor<T, Dev>(x, op), so = autograd::SavedTensor<T, Dev>(out, op)](
+                             const Tensor<T, Dev>& g) {
+                           // Each element equal to the result gets g / (number of such elements).
+                           const Tensor<T, Dev>& xs = sx.get();
+                           const Tensor<T, Dev>& outs = so.get();  // fresh and dense
+                           const ReduceLayout lay = make_reduce_layout(xs.strides(), spec);
+                           const auto counts = reduce_states(xs.data(), lay, CountEqualReducer<T>{outs.data()});
+                           std::vector<double> share(counts.size());
+                           const Tensor<T, Dev> gd = g.contiguous();
+                           for (size_t o = 0; o < counts.size(); ++o)
+                             share[o] = counts[o].count ? as_double(gd.data()[o]) / double(counts[o].count) : 0.0;
+                           Tensor<T, Dev> gx = Tensor<T, Dev>::empty(spec.in_shape);
+                           T* pgx = gx.data();
+                           const T *px = xs.data(), *pv = outs.data();
+                           for_each_run<3>(spec.in_shape, {gx.strides(), xs.strides(), output_index_strides(spec)},
+                                           [&](auto off, int64_t n, auto st) {
+                                             for (int64_t i = 0; i < n; ++i) {
+                                               const int64_t o = off[2] + i * st[2];
+                                               const bool hit =
+                                                   compute_t<T>(px[off[1] + i * st[1]]) == compute_t<T>(pv[o]);
+                                               pgx[off[0] + i * st[0]] = T(compute_t<T>(hit ? share[size_t(o)] : 0.0));
+                                             }
+                                           });
+                           return std::vector<Tensor<T, Dev>>{gx};
+                         });
+      }
+    }
+    return out;
   }
-  return out;
 }
 
 template <class T, class Dev, bool kStd>
@@ -577,13 +628,17 @@ Tensor<T, Dev> spread(const char* op, const Tensor<T, Dev>& x, const std::vector
 // Sum over `dims` (all dims when empty).
 template <FloatElement T, class Dev>
 Tensor<T, Dev> sum(const Tensor<T, Dev>& x, const std::vector<int64_t>& dims, bool keepdim = false) {
-  detail::require_cpu<Dev>("sum");
   const detail::ReduceSpec spec = detail::make_reduce_spec("sum", x.shape(), dims, keepdim);
-  const auto sums = detail::reduce_states(x.data(), detail::make_reduce_layout(x.strides(), spec),
-                                          detail::SumReducer<T>{});
-  Tensor<T, Dev> out = Tensor<T, Dev>::empty(spec.out_shape);
-  T* po = out.data();
-  for (size_t o = 0; o < sums.size(); ++o) po[o] = T(compute_t<T>(sums[o]));
+  Tensor<T, Dev> out;
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    out = detail::device_reduce(x, spec, cuda::ReduceOp::sum);
+  } else {
+    const auto sums = detail::reduce_states(x.data(), detail::make_reduce_layout(x.strides(), spec),
+                                            detail::SumReducer<T>{});
+    out = Tensor<T, Dev>::empty(spec.out_shape);
+    T* po = out.data();
+    for (size_t o = 0; o < sums.size(); ++o) po[o] = T(compute_t<T>(sums[o]));
+  }
   if (autograd::should_record(x.impl())) {
     autograd::record("SumBackward", out, {x.impl()}, [spec](const Tensor<T, Dev>& g) {
       return std::vector<Tensor<T, Dev>>{detail::broadcast_to_input(g, spec)};
@@ -601,12 +656,16 @@ Tensor<T, Dev> sum(const Tensor<T, Dev>& x) {
 // Mean over `dims` (all dims when empty); NaN over zero elements.
 template <FloatElement T, class Dev>
 Tensor<T, Dev> mean(const Tensor<T, Dev>& x, const std::vector<int64_t>& dims, bool keepdim = false) {
-  detail::require_cpu<Dev>("mean");
   const detail::ReduceSpec spec = detail::make_reduce_spec("mean", x.shape(), dims, keepdim);
-  const auto means = detail::reduce_means(x, spec, detail::make_reduce_layout(x.strides(), spec));
-  Tensor<T, Dev> out = Tensor<T, Dev>::empty(spec.out_shape);
-  T* po = out.data();
-  for (size_t o = 0; o < means.size(); ++o) po[o] = T(compute_t<T>(means[o]));
+  Tensor<T, Dev> out;
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    out = detail::device_reduce(x, spec, cuda::ReduceOp::sum, 1.0 / double(spec.n_reduced));
+  } else {
+    const auto means = detail::reduce_means(x, spec, detail::make_reduce_layout(x.strides(), spec));
+    out = Tensor<T, Dev>::empty(spec.out_shape);
+    T* po = out.data();
+    for (size_t o = 0; o < means.size(); ++o) po[o] = T(compute_t<T>(means[o]));
+  }
   if (autograd::should_record(x.impl())) {
     autograd::record("MeanBackward", out, {x.impl()}, [spec](const Tensor<T, Dev>& g) {
       return std::vector<Tensor<T, Dev>>{

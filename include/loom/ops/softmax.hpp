@@ -4,7 +4,8 @@
 //   softmax:      dx = y * (g - sum(g * y))
 //   log_softmax:  dx = g - exp(y) * sum(g)
 // Sums are accumulated in double; exp is vectorized (loom/ops/fast_math.hpp). As in PyTorch, a line
-// that is all -inf (or holds a NaN or a +inf) gives NaN.
+// that is all -inf (or holds a NaN or a +inf) gives NaN. On CUDA tensors (float, bf16) both passes
+// run on the device, one block per line with fp32 sums (loom/cuda/norm.hpp, kernels/norm.cu).
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -17,6 +18,7 @@
 #include "loom/core/iterate.hpp"
 #include "loom/core/shape.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/cuda/norm.hpp"
 #include "loom/ops/fast_math.hpp"
 #include "loom/ops/reduce.hpp"
 
@@ -50,6 +52,25 @@ void for_each_line(const Shape& shape, int dim, const std::array<Strides, N>& st
         }
       },
       /*cost_per_element=*/4 * length);
+}
+
+// The lines of `shape` along `dim` for the device kernels: start offsets over the other dims.
+template <size_t N>
+cuda::Lines<N> device_lines(const Shape& shape, int dim, const std::array<Strides, N>& strides) {
+  cuda::Lines<N> lines;
+  const bool scalar = shape.size() == 0;
+  Shape rest;
+  std::array<Strides, N> rest_strides;
+  for (size_t k = 0; k < N; ++k) lines.along[k] = scalar ? 0 : strides[k][dim];
+  for (int d = 0; d < shape.size(); ++d) {
+    if (d == dim) continue;
+    rest.push_back(shape[d]);
+    for (size_t k = 0; k < N; ++k) rest_strides[k].push_back(strides[k][d]);
+  }
+  lines.starts = cuda::make_offset_map<N>(rest, rest_strides);
+  lines.count = rest.numel();
+  lines.length = scalar ? 1 : shape[dim];
+  return lines;
 }
 
 inline int softmax_dim(const char* op, int64_t dim, const Shape& shape) {
@@ -132,58 +153,70 @@ double dot_run(const C* a, const C* b, int64_t n) {
 
 template <class T, class Dev, bool kLog>
 Tensor<T, Dev> softmax_forward(const char* op, const Tensor<T, Dev>& x, int64_t dim_in) {
-  static_assert(std::is_same_v<Dev, CPU>, "softmax: only the CPU backend exists so far");
   using C = compute_t<T>;
   const int dim = softmax_dim(op, dim_in, x.shape());
   Tensor<T, Dev> y = Tensor<T, Dev>::empty(x.shape());
-  T* py = y.data();
-  const T* px = x.data();
-  for_each_line<2>(x.shape(), dim, {y.strides(), x.strides()}, [&](auto off, int64_t n, auto along) {
-    const C* xv = line_values<C>(px + off[1], along[1], n, 0);
-    C* out = line_target<C>(py + off[0], along[0], n, 1);
-    // A NaN, a +inf (inf - inf) or a line of -inf (-inf - -inf) makes `shifted` NaN somewhere, the
-    // sum NaN and so every output NaN, as in PyTorch.
-    const C m = ConstArrayMap<C>(xv, n).maxCoeff();
-    C* shifted = line_scratch<C>(2, n);
-    for (int64_t i = 0; i < n; ++i) shifted[i] = xv[i] - m;
-    C* e = kLog ? line_scratch<C>(3, n) : out;
-    exp_block(shifted, e, n);
-    const double s = sum_run(e, n, 1);
-    if constexpr (kLog) {
-      const C log_s = C(std::log(s));
-      for (int64_t i = 0; i < n; ++i) out[i] = shifted[i] - log_s;
-    } else {
-      const C inv = C(1.0 / s);
-      for (int64_t i = 0; i < n; ++i) out[i] *= inv;
-    }
-    store_line(out, py + off[0], along[0], n);
-    trim_line_scratch<C>();
-  });
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    static_assert(cuda_backend_for<T>, "softmax on CUDA tensors needs LOOM_WITH_CUDA (link loom::kernels)");
+    cuda::softmax_forward(dtype_traits<T>::tag, kLog, y.data(), x.data(),
+                          device_lines<2>(x.shape(), dim, {y.strides(), x.strides()}));
+  } else {
+    T* py = y.data();
+    const T* px = x.data();
+    for_each_line<2>(x.shape(), dim, {y.strides(), x.strides()}, [&](auto off, int64_t n, auto along) {
+      const C* xv = line_values<C>(px + off[1], along[1], n, 0);
+      C* out = line_target<C>(py + off[0], along[0], n, 1);
+      // A NaN, a +inf (inf - inf) or a line of -inf (-inf - -inf) makes `shifted` NaN somewhere, the
+      // sum NaN and so every output NaN, as in PyTorch.
+      const C m = ConstArrayMap<C>(xv, n).maxCoeff();
+      C* shifted = line_scratch<C>(2, n);
+      for (int64_t i = 0; i < n; ++i) shifted[i] = xv[i] - m;
+      C* e = kLog ? line_scratch<C>(3, n) : out;
+      exp_block(shifted, e, n);
+      const double s = sum_run(e, n, 1);
+      if constexpr (kLog) {
+        const C log_s = C(std::log(s));
+        for (int64_t i = 0; i < n; ++i) out[i] = shifted[i] - log_s;
+      } else {
+        const C inv = C(1.0 / s);
+        for (int64_t i = 0; i < n; ++i) out[i] *= inv;
+      }
+      store_line(out, py + off[0], along[0], n);
+      trim_line_scratch<C>();
+    });
+  }
   if (autograd::should_record(x.impl())) {
     autograd::record(kLog ? "LogSoftmaxBackward" : "SoftmaxBackward", y, {x.impl()},
                      [dim, sy_saved = autograd::SavedTensor<T, Dev>(y, op)](const Tensor<T, Dev>& g) {
                        const Tensor<T, Dev>& ys = sy_saved.get();
                        Tensor<T, Dev> gx = Tensor<T, Dev>::empty(ys.shape());
-                       T* pgx = gx.data();
-                       const T *pys = ys.data(), *pg = g.data();
-                       for_each_line<3>(
-                           ys.shape(), dim, {gx.strides(), ys.strides(), g.strides()},
-                           [&](auto off, int64_t n, auto along) {
-                             const C* yv = line_values<C>(pys + off[1], along[1], n, 0);
-                             const C* gv = line_values<C>(pg + off[2], along[2], n, 1);
-                             C* out = line_target<C>(pgx + off[0], along[0], n, 2);
-                             if constexpr (kLog) {  // dx = g - exp(y) sum(g)
-                               const C s = C(sum_run(gv, n, 1));
-                               exp_block(yv, out, n);
-                               for (int64_t i = 0; i < n; ++i) out[i] = gv[i] - out[i] * s;
-                             } else {  // dx = y (g - sum(g y))
-                               const C dot = C(dot_run(gv, yv, n));
-                               for (int64_t i = 0; i < n; ++i) out[i] = yv[i] * (gv[i] - dot);
-                             }
-                             store_line(out, pgx + off[0], along[0], n);
-                             trim_line_scratch<C>();
-                           });
-                       return std::vector<Tensor<T, Dev>>{gx};
+                       if constexpr (Tensor<T, Dev>::kOnDevice) {
+                         const cuda::Lines<3> lines =
+                             device_lines<3>(ys.shape(), dim, {gx.strides(), ys.strides(), g.strides()});
+                         cuda::softmax_backward(dtype_traits<T>::tag, kLog, gx.data(), ys.data(), g.data(), lines);
+                         return std::vector<Tensor<T, Dev>>{gx};
+                       } else {
+                         T* pgx = gx.data();
+                         const T *pys = ys.data(), *pg = g.data();
+                         for_each_line<3>(
+                             ys.shape(), dim, {gx.strides(), ys.strides(), g.strides()},
+                             [&](auto off, int64_t n, auto along) {
+                               const C* yv = line_values<C>(pys + off[1], along[1], n, 0);
+                               const C* gv = line_values<C>(pg + off[2], along[2], n, 1);
+                               C* out = line_target<C>(pgx + off[0], along[0], n, 2);
+                               if constexpr (kLog) {  // dx = g - exp(y) sum(g)
+                                 const C s = C(sum_run(gv, n, 1));
+                                 exp_block(yv, out, n);
+                                 for (int64_t i = 0; i < n; ++i) out[i] = gv[i] - out[i] * s;
+                               } else {  // dx = y (g - sum(g y))
+                                 const C dot = C(dot_run(gv, yv, n));
+                                 for (int64_t i = 0; i < n; ++i) out[i] = yv[i] * (gv[i] - dot);
+                               }
+                               store_line(out, pgx + off[0], along[0], n);
+                               trim_line_scratch<C>();
+                             });
+                         return std::vector<Tensor<T, Dev>>{gx};
+                       }
                      });
   }
   return y;

@@ -12,6 +12,7 @@
 
 #include "loom/autograd/engine.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/cuda/reduce.hpp"
 
 namespace loom {
 namespace detail {
@@ -83,7 +84,7 @@ inline std::optional<Strides> view_strides(const Shape& old_shape, const Strides
 }
 
 // Sum of `src` over the dims where it was broadcast from `target` (NumPy rules), as a new tensor of
-// shape `target`. Accumulates in double for float types; deterministic (fixed order).
+// shape `target`. Accumulates in double for float types (fp32 on CUDA); deterministic (fixed order).
 template <class T, class Dev>
 Tensor<T, Dev> sum_to(const Tensor<T, Dev>& src, const Shape& target) {
   if (src.shape() == target) return src;
@@ -95,6 +96,14 @@ Tensor<T, Dev> sum_to(const Tensor<T, Dev>& src, const Shape& target) {
   for (int d = 0; d < target.size(); ++d) {
     LOOM_CHECK(target[d] == s[lead + d] || target[d] == 1, "sum_to: cannot reduce shape ", s, " to ", target);
     acc_strides[lead + d] = target[d] == 1 ? 0 : dense[d];
+  }
+  if constexpr (Tensor<T, Dev>::kOnDevice) {  // fp32 accumulation on the device (loom/cuda/reduce.hpp)
+    static_assert(cuda_backend_for<T>, "sum_to on CUDA tensors needs LOOM_WITH_CUDA (link loom::kernels)");
+    std::array<bool, kMaxRank> reduced{};
+    for (int d = 0; d < s.size(); ++d) reduced[d] = d < lead || (target[d - lead] == 1 && s[d] != 1);
+    Tensor<T, Dev> out = Tensor<T, Dev>::empty(target);
+    cuda::reduce_tensor(dtype_traits<T>::tag, cuda::ReduceOp::sum, out.data(), src.data(), s, src.strides(), reduced);
+    return out;
   }
   using Acc = std::conditional_t<std::is_same_v<T, double> || std::is_same_v<T, float> || std::is_same_v<T, bf16>, double, int64_t>;
   std::vector<Acc> acc(size_t(target.numel()), Acc(0));

@@ -1,0 +1,45 @@
+#pragma once
+// The device reductions behind loom's sum / mean / amax / amin / detail::sum_to on Tensor<T, CUDA>
+// and their backward passes. Defined in kernels/reduce.cu (target loom::kernels); declared always,
+// so the ops' CUDA branches compile without the toolkit (and static_assert when instantiated
+// without LOOM_WITH_CUDA). Element types f32 and bf16, accumulated in fp32; f64 throws a
+// loom::Error. Pointers are device pointers at each operand's first element. Deterministic: no
+// atomics, fixed split (reduce_map.hpp), fixed tree order — reruns are bit-identical.
+#include <array>
+#include <cstdint>
+
+#include "loom/core/dtype.hpp"
+#include "loom/core/shape.hpp"
+#include "loom/cuda/offset_map.hpp"
+#include "loom/cuda/reduce_map.hpp"
+
+namespace loom::cuda {
+
+enum class ReduceOp {
+  sum,          // scale * sum
+  max,          // largest; a NaN wins
+  min,          // smallest; a NaN wins
+  count_equal,  // how many elements equal the output's `target` (ties of amax / amin)
+};
+
+// out[o] (dense, n_out elements of `type`; f32 for count_equal) = op over r of in[map.input_offset(o, r)].
+// `target` (count_equal only): n_out dense elements of `type`.
+void reduce_strided(DType type, ReduceOp op, void* out, const void* in, const ReduceMap& map, double scale = 1.0,
+                    const void* target = nullptr);
+
+// Host glue: reduces a tensor (shape, strides) over the dims with reduced[d] set into a dense out.
+inline void reduce_tensor(DType type, ReduceOp op, void* out, const void* in, const Shape& shape,
+                          const Strides& strides, const std::array<bool, kMaxRank>& reduced, double scale = 1.0,
+                          const void* target = nullptr) {
+  reduce_strided(type, op, out, in, make_reduce_map(shape, strides, reduced), scale, target);
+}
+
+// dst = factor * src elementwise (mean's backward); map operands {dst, src}.
+void scale_strided(DType type, void* dst, const void* src, const OffsetMap<2>& map, int64_t numel, double factor);
+
+// amax / amin backward: gx = (x == value[o]) ? g[o] / count[o] : 0 for every input element, o being
+// the output it feeds. map operands {gx, x, o's index into the dense value / g / count arrays}.
+void extreme_backward(DType type, void* gx, const void* x, const void* value, const void* g, const float* count,
+                      const OffsetMap<3>& map, int64_t numel);
+
+}  // namespace loom::cuda

@@ -1,0 +1,229 @@
+// Device reductions (loom/cuda/reduce.hpp): one kernel family folds a strided tensor over any set of
+// dims, in fp32, deterministically (no atomics).
+//   row mode     one block per (output, chunk); its threads stride over the reduced index r
+//                (consecutive r are the closest elements), then a warp-shuffle + shared-memory tree.
+//                Used when the reduced elements are the innermost (sum over the last dim, a full sum).
+//   column mode  a 32 x 8 block per (32 outputs, chunk): threadIdx.x picks the output (adjacent
+//                outputs are adjacent in memory), threadIdx.y strides over r, and the 8 partials are
+//                combined in a fixed order. Used for e.g. a bias gradient, [M, N] summed over M.
+//   finish       when the reduced range is cut into several chunks (reduce_split: shape-only), the
+//                first pass writes fp32 partials [chunk][output] and this kernel merges them in order.
+// Also scale_strided (mean's backward) and extreme_backward (amax / amin's tie-sharing gradient).
+// Index math: loom/cuda/reduce_map.hpp (CPU-tested in tests/cuda/test_reduce_map.cpp).
+// How to run: tests/cuda/test_device_reduce.cpp (SKIPs without a GPU) compares every op against the
+// CPU op; benchmarks/gpu/run.sh runs it.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "block_fold.cuh"
+#include "cuda_check.cuh"
+#include "device_types.cuh"
+#include "loom/cuda/device_memory.hpp"
+#include "loom/cuda/reduce.hpp"
+
+namespace loom::cuda {
+namespace {
+
+using kernels::detail::block_fold;
+using kernels::detail::ExtremeFold;
+using kernels::detail::load;
+using kernels::detail::store;
+using kernels::detail::SumFold;
+
+constexpr int kColumnWidth = 32;  // outputs per column-mode block
+constexpr int kColumnLanes = 8;   // reduced-index lanes per column-mode block
+
+// The fp32 fold of each op (count_equal sums ones).
+template <ReduceOp kOp>
+struct FoldOf {
+  using type = SumFold;
+};
+template <>
+struct FoldOf<ReduceOp::max> {
+  using type = ExtremeFold<true>;
+};
+template <>
+struct FoldOf<ReduceOp::min> {
+  using type = ExtremeFold<false>;
+};
+
+// The value element p contributes to output o: itself, or (count_equal) 1 when it equals target[o].
+template <ReduceOp kOp, class T>
+__device__ __forceinline__ float take(const T* p, const T* target, int64_t o) {
+  if constexpr (kOp == ReduceOp::count_equal) return load(p) == load(target + o) ? 1.f : 0.f;
+  else return load(p);
+}
+
+// Stores a finished value: the element type with `scale` (sum) or the fp32 count.
+template <ReduceOp kOp, class T>
+__device__ __forceinline__ void store_result(void* out, int64_t o, float v, float scale) {
+  if constexpr (kOp == ReduceOp::count_equal) static_cast<float*>(out)[o] = v;
+  else if constexpr (kOp == ReduceOp::sum) store(static_cast<T*>(out) + o, v * scale);
+  else store(static_cast<T*>(out) + o, v);
+}
+
+template <ReduceOp kOp>
+using fold_t = typename FoldOf<kOp>::type;
+
+// grid (outputs, chunks). partial == nullptr: one chunk, results go straight to out.
+template <ReduceOp kOp, class T>
+__global__ void reduce_rows_kernel(void* out, float* partial, const T* in, const T* target, ReduceMap map,
+                                   ReduceSplit split, float scale) {
+  using Op = fold_t<kOp>;
+  const int64_t chunk = blockIdx.y;
+  const int64_t r_begin = chunk * split.chunk;
+  const int64_t r_end = min(map.n_red, r_begin + split.chunk);
+  for (int64_t o = blockIdx.x; o < map.n_out; o += gridDim.x) {
+    const int64_t base = map.kept_offset(o);
+    float acc = Op::identity();
+    for (int64_t r = r_begin + threadIdx.x; r < r_end; r += blockDim.x)
+      acc = Op::combine(acc, take<kOp>(in + base + map.reduced_offset(r), target, o));
+    acc = block_fold<Op>(acc);
+    if (threadIdx.x == 0) {
+      if (partial) partial[chunk * map.n_out + o] = acc;
+      else store_result<kOp, T>(out, o, acc, scale);
+    }
+  }
+}
+
+// block (kColumnWidth, kColumnLanes), grid (output groups, chunks).
+template <ReduceOp kOp, class T>
+__global__ void reduce_columns_kernel(void* out, float* partial, const T* in, const T* target, ReduceMap map,
+                                      ReduceSplit split, float scale) {
+  using Op = fold_t<kOp>;
+  __shared__ float lanes[kColumnLanes][kColumnWidth];
+  const int64_t chunk = blockIdx.y;
+  const int64_t r_begin = chunk * split.chunk;
+  const int64_t r_end = min(map.n_red, r_begin + split.chunk);
+  const int64_t o = int64_t(blockIdx.x) * kColumnWidth + threadIdx.x;
+  float acc = Op::identity();
+  if (o < map.n_out) {
+    const int64_t base = map.kept_offset(o);
+    for (int64_t r = r_begin + threadIdx.y; r < r_end; r += kColumnLanes)
+      acc = Op::combine(acc, take<kOp>(in + base + map.reduced_offset(r), target, o));
+  }
+  lanes[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && o < map.n_out) {
+    for (int k = 1; k < kColumnLanes; ++k) acc = Op::combine(acc, lanes[k][threadIdx.x]);
+    if (partial) partial[chunk * map.n_out + o] = acc;
+    else store_result<kOp, T>(out, o, acc, scale);
+  }
+}
+
+// out[o] = fold of partial[c][o] over the chunks c in order.
+template <ReduceOp kOp, class T>
+__global__ void finish_kernel(void* out, const float* partial, int64_t n_out, int64_t chunks, float scale) {
+  using Op = fold_t<kOp>;
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < n_out; o += int64_t(gridDim.x) * blockDim.x) {
+    float acc = partial[o];
+    for (int64_t c = 1; c < chunks; ++c) acc = Op::combine(acc, partial[c * n_out + o]);
+    store_result<kOp, T>(out, o, acc, scale);
+  }
+}
+
+unsigned grid_for(int64_t n, int threads) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  return unsigned(blocks < 65535 ? (blocks > 0 ? blocks : 1) : 65535);  // grid-stride beyond that
+}
+
+template <ReduceOp kOp, class T>
+void launch_reduce(void* out, const T* in, const T* target, const ReduceMap& map, float scale) {
+  const bool columns = map.column_mode();
+  const int64_t out_blocks = columns ? (map.n_out + kColumnWidth - 1) / kColumnWidth : map.n_out;
+  const ReduceSplit split = reduce_split(map.n_red, out_blocks);
+  DeviceBuffer<float> partial(split.chunks > 1 ? size_t(split.chunks * map.n_out) : 0);
+  float* p = split.chunks > 1 ? partial.data() : nullptr;
+  if (columns) {
+    const dim3 grid(unsigned(out_blocks), unsigned(split.chunks));
+    LOOM_CHECK(out_blocks <= 0x7fffffff && split.chunks <= 65535, "reduce: too many outputs for one launch");
+    reduce_columns_kernel<kOp, T><<<grid, dim3(kColumnWidth, kColumnLanes)>>>(out, p, in, target, map, split, scale);
+  } else {
+    const dim3 grid(unsigned(map.n_out < 0x7fffffff ? map.n_out : 0x7fffffff), unsigned(split.chunks));
+    reduce_rows_kernel<kOp, T><<<grid, row_threads(split.chunk)>>>(out, p, in, target, map, split, scale);
+  }
+  LOOM_CUDA_CHECK_LAUNCH();
+  if (p) {
+    finish_kernel<kOp, T><<<grid_for(map.n_out, 256), 256>>>(out, p, map.n_out, split.chunks, scale);
+    LOOM_CUDA_CHECK_LAUNCH();
+  }
+}
+
+// Calls f(T{}) with the device type of a floating-point element type the kernels support.
+template <class F>
+void with_float_type(const char* op, DType type, F&& f) {
+  switch (type) {
+    case DType::f32: return f(float{});
+    case DType::bf16: return f(__nv_bfloat16{});
+    case DType::f64: ::loom::detail::fail(op, ": float64 is not supported on CUDA");
+    default: ::loom::detail::fail(op, ": ", dtype_name(type), " is not supported on CUDA (float32 and bfloat16 are)");
+  }
+}
+
+template <class T>
+__global__ void scale_kernel(T* dst, const T* src, OffsetMap<2> map, int64_t n, float factor) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[2];
+    map.offsets(i, off);
+    store(dst + off[0], load(src + off[1]) * factor);
+  }
+}
+
+template <class T>
+__global__ void extreme_backward_kernel(T* gx, const T* x, const T* value, const T* g, const float* count,
+                                        OffsetMap<3> map, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[3];
+    map.offsets(i, off);
+    const int64_t o = off[2];
+    const bool hit = load(x + off[1]) == load(value + o);
+    store(gx + off[0], hit ? load(g + o) / count[o] : 0.f);
+  }
+}
+
+}  // namespace
+
+void reduce_strided(DType type, ReduceOp op, void* out, const void* in, const ReduceMap& map, double scale,
+                    const void* target) {
+  if (map.n_out == 0) return;
+  LOOM_CHECK(map.n_red > 0 || op == ReduceOp::sum || op == ReduceOp::count_equal,
+             "reduce: cannot take the max / min over zero elements");
+  with_float_type("reduce", type, [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = static_cast<const T*>(in);
+    const T* t = static_cast<const T*>(target);
+    const float s = float(scale);
+    switch (op) {
+      case ReduceOp::sum: return launch_reduce<ReduceOp::sum, T>(out, x, t, map, s);
+      case ReduceOp::max: return launch_reduce<ReduceOp::max, T>(out, x, t, map, s);
+      case ReduceOp::min: return launch_reduce<ReduceOp::min, T>(out, x, t, map, s);
+      case ReduceOp::count_equal: return launch_reduce<ReduceOp::count_equal, T>(out, x, t, map, s);
+    }
+  });
+}
+
+void scale_strided(DType type, void* dst, const void* src, const OffsetMap<2>& map, int64_t numel, double factor) {
+  if (numel == 0) return;
+  with_float_type("mean backward", type, [&](auto tag) {
+    using T = decltype(tag);
+    scale_kernel<<<grid_for(numel, 256), 256>>>(static_cast<T*>(dst), static_cast<const T*>(src), map, numel,
+                                                float(factor));
+  });
+  LOOM_CUDA_CHECK_LAUNCH();
+}
+
+void extreme_backward(DType type, void* gx, const void* x, const void* value, const void* g, const float* count,
+                      const OffsetMap<3>& map, int64_t numel) {
+  if (numel == 0) return;
+  with_float_type("amax / amin backward", type, [&](auto tag) {
+    using T = decltype(tag);
+    extreme_backward_kernel<<<grid_for(numel, 256), 256>>>(static_cast<T*>(gx), static_cast<const T*>(x),
+                                                           static_cast<const T*>(value), static_cast<const T*>(g),
+                                                           count, map, numel);
+  });
+  LOOM_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace loom::cuda

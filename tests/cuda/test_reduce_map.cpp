@@ -1,0 +1,165 @@
+// The index arithmetic of the device reductions and row kernels, checked on the CPU against naive
+// loops over every element: ReduceMap (which input elements feed output o), the shape-only chunk
+// split, and the softmax line map. kernels/reduce.cu and kernels/norm.cu run exactly this code.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "loom/cuda/reduce_map.hpp"
+#include "loom/ops/softmax.hpp"
+
+using loom::Shape;
+using loom::Strides;
+
+namespace {
+
+// Calls f(index, offset) for every multi-index of `shape` in row-major order.
+template <class F>
+void for_each_index(const Shape& shape, const Strides& strides, F&& f) {
+  const int64_t n = shape.numel();
+  std::vector<int64_t> idx(size_t(shape.size()), 0);
+  for (int64_t linear = 0; linear < n; ++linear) {
+    int64_t rem = linear, off = 0;
+    for (int d = shape.size() - 1; d >= 0; --d) {
+      idx[size_t(d)] = rem % shape[d];
+      rem /= shape[d];
+      off += idx[size_t(d)] * strides[d];
+    }
+    f(idx, off);
+  }
+}
+
+// A strided layout over a larger buffer: the dims permuted, some stepped, some broadcast (stride 0).
+Strides random_strides(const Shape& shape, std::mt19937& rng, bool allow_broadcast) {
+  const int rank = shape.size();
+  std::vector<int> order(static_cast<size_t>(rank));
+  for (int d = 0; d < rank; ++d) order[size_t(d)] = d;
+  std::shuffle(order.begin(), order.end(), rng);
+  Strides st = Strides::filled(rank, 0);
+  int64_t step = 1;
+  for (int k = rank - 1; k >= 0; --k) {
+    const int d = order[size_t(k)];
+    const int64_t gap = 1 + int64_t(rng() % 2);  // sometimes a stepped (sliced) dim
+    st[d] = step * gap;
+    step *= shape[d] * gap;
+    if (allow_broadcast && rng() % 6 == 0) st[d] = 0;
+  }
+  return st;
+}
+
+}  // namespace
+
+TEST_CASE("reduce map: every output folds exactly the input elements a naive loop assigns to it", "[kernels][reduce]") {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 400; ++trial) {
+    const int rank = int(rng() % 5);  // 0..4
+    Shape shape;
+    for (int d = 0; d < rank; ++d) shape.push_back(int64_t(rng() % 5) + (rng() % 4 == 0 ? 0 : 1));
+    const Strides strides = random_strides(shape, rng, trial % 2 == 1);
+    std::array<bool, loom::kMaxRank> reduced{};
+    for (int d = 0; d < rank; ++d) reduced[size_t(d)] = rng() % 2;
+
+    // Naive: output index = row-major position over the kept dims.
+    Shape kept;
+    for (int d = 0; d < rank; ++d)
+      if (!reduced[size_t(d)]) kept.push_back(shape[d]);
+    std::vector<std::vector<int64_t>> want(size_t(kept.numel()));
+    for_each_index(shape, strides, [&](const std::vector<int64_t>& idx, int64_t off) {
+      int64_t o = 0;
+      for (int d = 0; d < rank; ++d)
+        if (!reduced[size_t(d)]) o = o * shape[d] + idx[size_t(d)];
+      want[size_t(o)].push_back(off);
+    });
+
+    const loom::cuda::ReduceMap map = loom::cuda::make_reduce_map(shape, strides, reduced);
+    INFO("trial " << trial << " shape " << shape << " strides " << strides);
+    REQUIRE(map.n_out == kept.numel());
+    if (map.n_out == 0) continue;
+    for (int64_t o = 0; o < map.n_out; ++o) {
+      std::vector<int64_t> got;
+      for (int64_t r = 0; r < map.n_red; ++r) got.push_back(map.input_offset(o, r));
+      std::vector<int64_t> expected = want[size_t(o)];
+      std::sort(got.begin(), got.end());
+      std::sort(expected.begin(), expected.end());
+      REQUIRE(got == expected);
+    }
+  }
+}
+
+TEST_CASE("reduce map: consecutive reduced indices walk the smallest stride; column mode for kept-innermost",
+          "[kernels][reduce]") {
+  std::array<bool, loom::kMaxRank> rows{}, cols{};
+  rows[1] = true;  // [M, N] summed over N: a row reduction
+  cols[0] = true;  // [M, N] summed over M: a column reduction (bias gradient)
+  const Shape shape{6, 10};
+  const Strides dense{10, 1};
+  const auto row_map = loom::cuda::make_reduce_map(shape, dense, rows);
+  REQUIRE(!row_map.column_mode());
+  REQUIRE(row_map.input_offset(2, 3) - row_map.input_offset(2, 2) == 1);
+  const auto col_map = loom::cuda::make_reduce_map(shape, dense, cols);
+  REQUIRE(col_map.column_mode());
+  REQUIRE(col_map.input_offset(4, 0) - col_map.input_offset(3, 0) == 1);
+  // Transposed ([10, 6] over memory [6, 10]): summing over dim 0 walks memory rows, summing over
+  // dim 1 walks memory columns.
+  REQUIRE(!loom::cuda::make_reduce_map(Shape{10, 6}, Strides{1, 10}, cols).column_mode());
+  REQUIRE(loom::cuda::make_reduce_map(Shape{10, 6}, Strides{1, 10}, rows).column_mode());
+  // Several reduced dims, permuted: the map orders them so that r walks memory forward.
+  std::array<bool, loom::kMaxRank> both{};
+  both[0] = both[2] = true;
+  const auto multi = loom::cuda::make_reduce_map(Shape{3, 4, 5}, Strides{1, 15, 3}, both);
+  for (int64_t r = 1; r < multi.n_red; ++r) REQUIRE(multi.reduced_offset(r) > multi.reduced_offset(r - 1));
+}
+
+TEST_CASE("reduce split: chunks cover the reduced range exactly once, depend on the shape only", "[kernels][reduce]") {
+  for (int64_t n_red : {0, 1, 7, 97, 225, 1025, 4096, 4097, 100000, 10000019}) {
+    for (int64_t out_blocks : {1, 3, 32, 1000, 5000}) {
+      const loom::cuda::ReduceSplit s = loom::cuda::reduce_split(n_red, out_blocks);
+      INFO("n_red " << n_red << " out_blocks " << out_blocks);
+      REQUIRE(s.chunks >= 1);
+      REQUIRE(s.chunk >= 1);
+      REQUIRE(s.chunks <= std::max<int64_t>(1, loom::cuda::kReduceTargetBlocks));
+      REQUIRE(s.chunks * s.chunk >= n_red);
+      REQUIRE((s.chunks - 1) * s.chunk < std::max<int64_t>(n_red, 1));  // no empty chunk
+      if (out_blocks >= loom::cuda::kReduceTargetBlocks) REQUIRE(s.chunks == 1);
+    }
+  }
+  for (int64_t n : {0, 1, 31, 32, 33, 100, 255, 256, 1000}) {
+    const int t = loom::cuda::row_threads(n);
+    REQUIRE(t >= 32);
+    REQUIRE(t <= 256);
+    REQUIRE((t & (t - 1)) == 0);
+    REQUIRE((t >= n || t == 256));
+  }
+}
+
+TEST_CASE("softmax line map: each line holds the elements a naive loop puts on it", "[kernels][softmax]") {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 200; ++trial) {
+    const int rank = 1 + int(rng() % 4);
+    Shape shape;
+    for (int d = 0; d < rank; ++d) shape.push_back(1 + int64_t(rng() % 4));
+    const int dim = int(rng() % unsigned(rank));
+    const Strides sa = random_strides(shape, rng, false), sb = random_strides(shape, rng, false);
+    const auto lines = loom::detail::device_lines<2>(shape, dim, {sa, sb});
+    // Naive: line = row-major position over the other dims; element i = index along dim.
+    Shape rest;
+    for (int d = 0; d < rank; ++d)
+      if (d != dim) rest.push_back(shape[d]);
+    REQUIRE(lines.count == rest.numel());
+    REQUIRE(lines.length == shape[dim]);
+    for_each_index(shape, sa, [&](const std::vector<int64_t>& idx, int64_t off_a) {
+      int64_t line = 0, off_b = 0;
+      for (int d = 0; d < rank; ++d) {
+        off_b += idx[size_t(d)] * sb[d];
+        if (d != dim) line = line * shape[d] + idx[size_t(d)];
+      }
+      int64_t start[2];
+      lines.starts.offsets(line, start);
+      const int64_t i = idx[size_t(dim)];
+      REQUIRE(start[0] + i * lines.along[0] == off_a);
+      REQUIRE(start[1] + i * lines.along[1] == off_b);
+    });
+  }
+}
