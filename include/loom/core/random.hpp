@@ -30,6 +30,10 @@
 //   randperm(n): Fisher-Yates; step k (swapping position n-1-k) takes element k's bounded draw.
 // Uniforms, bernoulli, randint and randperm are bit-identical on every device; normals go through
 // log/sin/cos (computed here in double) and may differ in the last bit where a device's libm does.
+//
+// On CUDA tensors uniform / normal (float, bf16) and bernoulli fill on the device (kernels/
+// random_fill.cu, through loom/cuda/random_fill.hpp) from the same counters; randint and randperm
+// draw on the CPU and upload (they are small index tensors). float64 draws are CPU-only.
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -39,12 +43,14 @@
 #include <utility>
 #include <vector>
 
+#include "loom/core/device_backend.hpp"
 #include "loom/core/dtype.hpp"
 #include "loom/core/error.hpp"
 #include "loom/core/parallel.hpp"
 #include "loom/core/philox.hpp"
 #include "loom/core/shape.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/cuda/random_fill.hpp"
 #include "loom/ops/argsort.hpp"
 
 namespace loom {
@@ -156,6 +162,11 @@ inline uint64_t bounded64(uint32_t high, uint32_t low, uint64_t range, uint64_t 
   return uint64_t(m >> 64);
 }
 
+// The counters of an n-element one-lane draw on the device: reserved as the CPU draw reserves them.
+inline uint64_t reserve_device_draw(Generator& gen, int64_t n) {
+  return n > 0 ? gen.reserve(philox::counters_for(uint64_t(n), 1)) : gen.offset();
+}
+
 }  // namespace detail
 
 // ---- distributions -------------------------------------------------------------------------------
@@ -163,10 +174,17 @@ inline uint64_t bounded64(uint32_t high, uint32_t low, uint64_t range, uint64_t 
 // Uniform in [lo, hi) (lo == hi gives lo everywhere).
 template <FloatElement T = float, class Dev = CPU>
 Tensor<T, Dev> uniform(const Shape& shape, double lo, double hi, Generator& gen = default_generator()) {
-  static_assert(Dev::kind == DeviceKind::cpu, "uniform: the CUDA version comes with the CUDA backend");
   LOOM_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "uniform: need finite lo <= hi, got [", lo, ", ",
              hi, ") for shape ", shape);
   Tensor<T, Dev> out = Tensor<T, Dev>::empty(shape);
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    static_assert(detail::cuda_backend_for<T>, "uniform on CUDA tensors needs LOOM_WITH_CUDA (link loom::kernels)");
+    LOOM_CHECK((!std::is_same_v<T, double>), "uniform: float64 is not supported on CUDA (shape ", shape, ")");
+    const int64_t n = out.numel();
+    const uint64_t offset = detail::reserve_device_draw(gen, n);
+    if (n > 0) cuda::random_uniform(dtype_traits<T>::tag, out.data(), n, gen.seed(), offset, lo, hi);
+    return out;
+  }
   T* p = out.data();
   const int64_t n = out.numel();
   const T below_hi = detail::largest_below<T>(hi);
@@ -193,10 +211,17 @@ Tensor<T, Dev> rand(const Shape& shape, Generator& gen = default_generator()) {
 // Normal(mean, std²) by Box-Muller (lane pairing in the header comment).
 template <FloatElement T = float, class Dev = CPU>
 Tensor<T, Dev> normal(const Shape& shape, double mean, double std, Generator& gen = default_generator()) {
-  static_assert(Dev::kind == DeviceKind::cpu, "normal: the CUDA version comes with the CUDA backend");
   LOOM_CHECK(std::isfinite(mean) && std::isfinite(std) && std >= 0, "normal: need finite mean and std >= 0, got mean ",
              mean, ", std ", std, " for shape ", shape);
   Tensor<T, Dev> out = Tensor<T, Dev>::empty(shape);
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    static_assert(detail::cuda_backend_for<T>, "normal on CUDA tensors needs LOOM_WITH_CUDA (link loom::kernels)");
+    LOOM_CHECK((!std::is_same_v<T, double>), "normal: float64 is not supported on CUDA (shape ", shape, ")");
+    const int64_t n = out.numel();
+    const uint64_t offset = detail::reserve_device_draw(gen, n);
+    if (n > 0) cuda::random_normal(dtype_traits<T>::tag, out.data(), n, gen.seed(), offset, mean, std);
+    return out;
+  }
   T* p = out.data();
   const int64_t n = out.numel();
   constexpr double two_pi = 2 * std::numbers::pi;
@@ -232,9 +257,15 @@ Tensor<T, Dev> randn(const Shape& shape, Generator& gen = default_generator()) {
 // 1 with probability p, else 0.
 template <class Dev = CPU>
 Tensor<uint8_t, Dev> bernoulli(const Shape& shape, double p, Generator& gen = default_generator()) {
-  static_assert(Dev::kind == DeviceKind::cpu, "bernoulli: the CUDA version comes with the CUDA backend");
   LOOM_CHECK(p >= 0 && p <= 1, "bernoulli: probability ", p, " outside [0, 1] for shape ", shape);
   Tensor<uint8_t, Dev> out = Tensor<uint8_t, Dev>::empty(shape);
+  if constexpr (Tensor<uint8_t, Dev>::kOnDevice) {
+    static_assert(detail::cuda_backend_for<Dev>, "bernoulli on CUDA tensors needs LOOM_WITH_CUDA (link loom::kernels)");
+    const int64_t n = out.numel();
+    const uint64_t offset = detail::reserve_device_draw(gen, n);
+    if (n > 0) cuda::random_bernoulli(out.data(), n, gen.seed(), offset, p);
+    return out;
+  }
   uint8_t* o = out.data();
   const int64_t n = out.numel();
   const uint64_t threshold = uint64_t(std::ldexp(p, 32));
@@ -248,7 +279,7 @@ Tensor<uint8_t, Dev> bernoulli(const Shape& shape, double p, Generator& gen = de
 template <class T = int64_t, class Dev = CPU>
 Tensor<T, Dev> randint(const Shape& shape, int64_t lo, int64_t hi, Generator& gen = default_generator()) {
   static_assert(std::is_same_v<T, int64_t> || std::is_same_v<T, int32_t>, "randint: int64_t or int32_t results");
-  static_assert(Dev::kind == DeviceKind::cpu, "randint: the CUDA version comes with the CUDA backend");
+  if constexpr (Tensor<T, Dev>::kOnDevice) return randint<T, CPU>(shape, lo, hi, gen).template to_device<Dev>();
   LOOM_CHECK(lo < hi, "randint: empty range [", lo, ", ", hi, ") for shape ", shape);
   LOOM_CHECK(lo >= int64_t(std::numeric_limits<T>::min()) && hi - 1 <= int64_t(std::numeric_limits<T>::max()),
              "randint: range [", lo, ", ", hi, ") does not fit ", dtype_traits<T>::name);
@@ -275,7 +306,7 @@ Tensor<T, Dev> randint(const Shape& shape, int64_t lo, int64_t hi, Generator& ge
 // A uniformly random permutation of 0 .. n-1.
 template <class Dev = CPU>
 Tensor<int64_t, Dev> randperm(int64_t n, Generator& gen = default_generator()) {
-  static_assert(Dev::kind == DeviceKind::cpu, "randperm: the CUDA version comes with the CUDA backend");
+  if constexpr (Tensor<int64_t, Dev>::kOnDevice) return randperm<CPU>(n, gen).template to_device<Dev>();
   LOOM_CHECK(n >= 0 && n <= (int64_t(1) << 32), "randperm: n = ", n, " outside [0, 2^32]");
   // Step k swaps position i = n-1-k with a position j uniform in [0, i]: draw every j first (each
   // from its own lane, in parallel), then swap in order.

@@ -7,12 +7,20 @@
 // first normalized: (t - mean) / sqrt(var + 1e-6), var unbiased (as the MAE reference).
 // Forward and the gradient w.r.t. every pred_g are computed in one pass; the gradient is stored and
 // handed to autograd, scaled by the incoming gradient.
+//
+// CUDA tensors (float, bf16): each group runs the fused kernel of kernels/masked_mse.cu (fp32 sums
+// in a fixed order instead of the CPU's double: deterministic, within fp32 rounding of the CPU). The
+// mask [B, G·L] is read on the host to count hidden tokens (it decides which groups count), one
+// small download per call, and each group's loss is read back. mean_visible_baseline, a no-grad
+// diagnostic, runs on host copies.
 #include <cmath>
 #include <vector>
 
 #include "loom/autograd/engine.hpp"
 #include "loom/core/parallel.hpp"
+#include "loom/core/device_backend.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/cuda/mae_tokens.hpp"
 #include "loom/ops/elementwise.hpp"
 
 namespace loom::mask {
@@ -37,6 +45,67 @@ void normalize_patch(C* t, int64_t P) {
   for (int64_t i = 0; i < P; ++i) t[i] = C((double(t[i]) - mean) * inv);
 }
 
+// The gradient node shared by both devices: the stored d total / d pred_g, scaled by the incoming
+// gradient.
+template <class T, class Dev>
+void record_masked_loss(MaskedLoss<T, Dev>& out, const std::vector<Tensor<T, Dev>>& preds,
+                        std::vector<Tensor<T, Dev>> grads) {
+  std::vector<loom::detail::ImplPtr> inputs;
+  bool any = false;
+  for (const auto& p : preds) {
+    inputs.push_back(p.impl());
+    any = any || autograd::needs_grad(p.impl());
+  }
+  if (any && autograd::grad_enabled()) {
+    autograd::record(std::string("MaskedGroupLossBackward"), out.total, inputs,
+                     [grads = std::move(grads)](const Tensor<T, Dev>& g) {
+                       const double scale = double(compute_t<T>(g.item()));
+                       std::vector<Tensor<T, Dev>> out;
+                       for (const auto& gr : grads) out.push_back(scale == 1.0 ? gr : mul(gr, scale));
+                       return out;
+                     });
+  }
+}
+
+// masked_group_loss on CUDA tensors (shapes already checked): kernels/masked_mse.cu per group.
+template <class T, class Dev>
+MaskedLoss<T, Dev> masked_group_loss_device(const std::vector<Tensor<T, Dev>>& preds,
+                                            const std::vector<Tensor<T, Dev>>& targets, const Tensor<float, Dev>& mask,
+                                            bool norm_pix) {
+  static_assert(loom::detail::cuda_backend_for<T>, "masked_group_loss on CUDA tensors needs LOOM_WITH_CUDA");
+  const int G = int(preds.size());
+  const int64_t B = preds[0].size(0), L = preds[0].size(1);
+  const Tensor<float, Dev> m = mask.contiguous();  // [B, G·L]
+  const std::vector<float> host_mask = m.to_vector();
+  MaskedLoss<T, Dev> out;
+  out.per_group.assign(size_t(G), 0.0);
+  out.hidden.assign(size_t(G), 0);
+  int active = 0;
+  for (int g = 0; g < G; ++g) {
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t l = 0; l < L; ++l) out.hidden[size_t(g)] += host_mask[size_t(b * G * L + g * L + l)] != 0.0f;
+    active += out.hidden[size_t(g)] > 0;
+  }
+  std::vector<Tensor<T, Dev>> grads(static_cast<size_t>(G));  // d total / d pred_g
+  double total = 0;
+  for (int g = 0; g < G; ++g) {
+    const Tensor<T, Dev> pred = preds[size_t(g)].contiguous(), tgt = targets[size_t(g)].contiguous();
+    if (out.hidden[size_t(g)] == 0) {
+      grads[size_t(g)] = Tensor<T, Dev>::zeros(pred.shape());
+      continue;
+    }
+    grads[size_t(g)] = Tensor<T, Dev>::empty(pred.shape());
+    const Tensor<float, Dev> mask_g = m.narrow(1, g * L, L).contiguous();  // [B, L]: one weight per patch row
+    const float loss = cuda::masked_mse(dtype_traits<T>::tag, pred.data(), tgt.data(), mask_g.data(), B * L,
+                                        pred.size(2), norm_pix, float(1.0 / double(active)), grads[size_t(g)].data());
+    out.per_group[size_t(g)] = double(loss);
+    total += double(loss) / double(active);
+  }
+  out.total = Tensor<T, Dev>::scalar(T(static_cast<compute_t<T>>(total)));
+  record_masked_loss(out, preds, std::move(grads));
+  return out;
+}
+
 // preds[g], targets[g]: [B, L, P_g]; mask: [B, G·L] (1 = hidden).
 template <class T, class Dev>
 MaskedLoss<T, Dev> masked_group_loss(const std::vector<Tensor<T, Dev>>& preds, const std::vector<Tensor<T, Dev>>& targets,
@@ -54,6 +123,7 @@ MaskedLoss<T, Dev> masked_group_loss(const std::vector<Tensor<T, Dev>>& preds, c
     LOOM_CHECK(targets[size_t(g)].shape() == preds[size_t(g)].shape(), "masked_group_loss: target of group ", g,
                " has shape ", targets[size_t(g)].shape(), ", prediction ", preds[size_t(g)].shape());
   }
+  if constexpr (Tensor<T, Dev>::kOnDevice) return masked_group_loss_device(preds, targets, mask, norm_pix);
   const Tensor<float, Dev> m = mask.contiguous();
   MaskedLoss<T, Dev> out;
   out.per_group.assign(size_t(G), 0.0);
@@ -101,20 +171,7 @@ MaskedLoss<T, Dev> masked_group_loss(const std::vector<Tensor<T, Dev>>& preds, c
     total += out.per_group[size_t(g)] / double(active);
   }
   out.total = Tensor<T, Dev>::scalar(T(static_cast<compute_t<T>>(total)));
-  std::vector<loom::detail::ImplPtr> inputs;
-  bool any = false;
-  for (const auto& p : preds) {
-    inputs.push_back(p.impl());
-    any = any || autograd::needs_grad(p.impl());
-  }
-  if (any && autograd::grad_enabled()) {
-    autograd::record(std::string("MaskedGroupLossBackward"), out.total, inputs, [grads](const Tensor<T, Dev>& g) {
-      const double scale = double(compute_t<T>(g.item()));
-      std::vector<Tensor<T, Dev>> out;
-      for (const auto& gr : grads) out.push_back(scale == 1.0 ? gr : mul(gr, scale));
-      return out;
-    });
-  }
+  record_masked_loss(out, preds, std::move(grads));
   return out;
 }
 
@@ -125,6 +182,12 @@ template <class T, class Dev>
 MaskedLoss<T, Dev> mean_visible_baseline(const std::vector<Tensor<T, Dev>>& targets, const Tensor<float, Dev>& mask,
                                          bool norm_pix) {
   NoGradGuard guard;
+  if constexpr (Tensor<T, Dev>::kOnDevice) {  // a diagnostic: computed on host copies
+    std::vector<Tensor<T>> host;
+    for (const auto& t : targets) host.push_back(t.template to_device<CPU>());
+    MaskedLoss<T> r = mean_visible_baseline(host, mask.template to_device<CPU>(), norm_pix);
+    return {r.total.template to_device<Dev>(), std::move(r.per_group), std::move(r.hidden)};
+  }
   const int G = int(targets.size());
   // Check the shapes before reading the mask (masked_group_loss re-checks everything).
   for (int g = 0; g < G; ++g)

@@ -3,12 +3,19 @@
 //   m = β1 m + (1-β1) g;  v = β2 v + (1-β2) g²;  p -= lr·scale·( m̂ / (sqrt(v̂) + eps) + wd·p )
 // with bias-corrected m̂ = m / (1-β1^t), v̂ = v / (1-β2^t) — PyTorch's torch.optim.AdamW.
 // Moments are kept in float for bf16 parameters' sake (fp32 master state).
+// CUDA parameters step through the fused kernel of kernels/adamw.cu (loom/cuda/adamw_step.hpp),
+// the same float arithmetic with the same host-computed scalars: fp32 parameters directly; bf16
+// parameters through the mixed-precision kernel with an fp32 copy of the weights made for the step
+// (the CPU optimizer, too, updates float(p) and rounds back; no persistent master copy).
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "loom/autograd/grad_mode.hpp"
+#include "loom/core/device_backend.hpp"
 #include "loom/core/parallel.hpp"
+#include "loom/cuda/adamw_step.hpp"
 #include "loom/optim/param_groups.hpp"
 
 namespace loom::optim {
@@ -49,7 +56,10 @@ class AdamW {
         const Tensor<T, Dev> grad = p.grad();
         if (!grad.defined()) continue;
         const Tensor<T, Dev> gc = grad.contiguous();
-        update(p.data(), gc.data(), s.m.data(), s.v.data(), p.numel(), step_lr, g.weight_decay, bc1, bc2);
+        if constexpr (Tensor<T, Dev>::kOnDevice)
+          update_on_device(p, gc, s, step_lr, g.weight_decay);
+        else
+          update(p.data(), gc.data(), s.m.data(), s.v.data(), p.numel(), step_lr, g.weight_decay, bc1, bc2);
         p.bump_version();
       }
     }
@@ -79,6 +89,19 @@ class AdamW {
   AdamWOptions options;
 
  private:
+  void update_on_device(Tensor<T, Dev>& p, const Tensor<T, Dev>& g, State& s, double lr, double wd) const {
+    static_assert(loom::detail::cuda_backend_for<T>, "AdamW on CUDA parameters needs LOOM_WITH_CUDA (link loom::kernels)");
+    const cuda::AdamWScalars scalars{lr, options.beta1, options.beta2, options.eps, wd, steps_};
+    if constexpr (std::is_same_v<T, float>) {
+      cuda::adamw_update(p.data(), g.data(), s.m.data(), s.v.data(), p.numel(), scalars);
+    } else if constexpr (std::is_same_v<T, bf16>) {
+      Tensor<float, Dev> master = p.template to<float>();  // fp32 weights for this step
+      cuda::adamw_update_mixed(master.data(), p.data(), g.data(), s.m.data(), s.v.data(), p.numel(), scalars);
+    } else {
+      loom::detail::fail("AdamW: ", dtype_traits<T>::name, " parameters are not supported on CUDA");
+    }
+  }
+
   void update(T* p, const T* g, float* m, float* v, int64_t n, double lr, double wd, double bc1, double bc2) const {
     const float b1 = float(options.beta1), b2 = float(options.beta2), eps = float(options.eps);
     const float step = float(lr / bc1), inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2)), decay = float(1.0 - lr * wd);

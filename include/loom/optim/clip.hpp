@@ -2,11 +2,16 @@
 // Global-norm gradient clipping (torch.nn.utils.clip_grad_norm_): if the L2 norm of all gradients
 // together exceeds max_norm, scale every gradient by max_norm / (norm + 1e-6). Returns the norm
 // before clipping (summed in double).
+// CUDA gradients: the norm is summed on the host from downloaded gradients (the CPU's sum, bit for
+// bit, but one transfer of every gradient per call: to become a device reduction once
+// loom/ops/reduce.hpp runs on CUDA), and the scaling is mul_ (loom/ops/elementwise_inplace.hpp),
+// which runs on CUDA once the elementwise ops do.
 #include <cmath>
 #include <vector>
 
 #include "loom/autograd/grad_mode.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/ops/elementwise_inplace.hpp"
 
 namespace loom::optim {
 
@@ -25,6 +30,10 @@ double clip_grad_norm(const std::vector<Tensor<T, Dev>>& params, double max_norm
     for (const auto& p : params) {
       auto g = p.grad();
       if (!g.defined()) continue;
+      if constexpr (Tensor<T, Dev>::kOnDevice) {
+        mul_(g, scale);
+        continue;
+      }
       LOOM_CHECK(g.is_contiguous(), "clip_grad_norm: non-contiguous gradient");
       T* d = g.data();
       for (int64_t i = 0; i < g.numel(); ++i) d[i] = T(double(d[i]) * scale);
