@@ -11,6 +11,7 @@
 
 #include "loom/core/tensor.hpp"
 #include "loom/autograd/engine.hpp"
+#include "loom/ops/elementwise_functors.hpp"
 #include "loom/ops/elementwise_map.hpp"
 
 namespace loom {
@@ -45,8 +46,7 @@ void check_defined(const Tensor<T, Dev>& t, const char* op) {
 // a + b, broadcast.
 template <class T, class Dev>
 Tensor<T, Dev> add(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
-  using C = compute_t<T>;
-  Tensor<T, Dev> out = detail::binary_forward("add", a, b, [](C x, C y) { return x + y; });
+  Tensor<T, Dev> out = detail::binary_forward("add", a, b, fn::Add{});
   if constexpr (FloatElement<T>) {
     if (autograd::should_record(a.impl(), b.impl())) {
       autograd::record("AddBackward", out, {a.impl(), b.impl()},
@@ -63,8 +63,7 @@ Tensor<T, Dev> add(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
 // a - b, broadcast.
 template <class T, class Dev>
 Tensor<T, Dev> sub(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
-  using C = compute_t<T>;
-  Tensor<T, Dev> out = detail::binary_forward("sub", a, b, [](C x, C y) { return x - y; });
+  Tensor<T, Dev> out = detail::binary_forward("sub", a, b, fn::Sub{});
   if constexpr (FloatElement<T>) {
     if (autograd::should_record(a.impl(), b.impl())) {
       autograd::record("SubBackward", out, {a.impl(), b.impl()},
@@ -72,7 +71,7 @@ Tensor<T, Dev> sub(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
                         need_b = autograd::needs_grad(b.impl())](const Tensor<T, Dev>& g) {
                          return std::vector<Tensor<T, Dev>>{
                              need_a ? detail::sum_to(g, sa) : Tensor<T, Dev>(),
-                             detail::broadcast_grad(need_b, sb, g, [](C gi) { return -gi; })};
+                             detail::broadcast_grad(need_b, sb, g, fn::Neg{})};
                        });
     }
   }
@@ -82,8 +81,7 @@ Tensor<T, Dev> sub(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
 // a * b, broadcast.
 template <class T, class Dev>
 Tensor<T, Dev> mul(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
-  using C = compute_t<T>;
-  Tensor<T, Dev> out = detail::binary_forward("mul", a, b, [](C x, C y) { return x * y; });
+  Tensor<T, Dev> out = detail::binary_forward("mul", a, b, fn::Mul{});
   if constexpr (FloatElement<T>) {
     if (autograd::should_record(a.impl(), b.impl())) {
       const bool need_a = autograd::needs_grad(a.impl()), need_b = autograd::needs_grad(b.impl());
@@ -93,7 +91,7 @@ Tensor<T, Dev> mul(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
           [sa = a.shape(), sb = b.shape(), need_a, need_b,
            saved_a = autograd::SavedTensor<T, Dev>(need_b ? a : Tensor<T, Dev>(), "mul"),
            saved_b = autograd::SavedTensor<T, Dev>(need_a ? b : Tensor<T, Dev>(), "mul")](const Tensor<T, Dev>& g) {
-            auto times = [](C gi, C v) { return gi * v; };
+            const fn::Mul times;
             Tensor<T, Dev> ga = need_a ? detail::broadcast_grad(true, sa, g, times, saved_b.get()) : Tensor<T, Dev>();
             Tensor<T, Dev> gb = need_b ? detail::broadcast_grad(true, sb, g, times, saved_a.get()) : Tensor<T, Dev>();
             return std::vector<Tensor<T, Dev>>{ga, gb};
@@ -107,8 +105,7 @@ Tensor<T, Dev> mul(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
 template <class T, class Dev>
 Tensor<T, Dev> div(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
   static_assert(FloatElement<T>, "div: needs a floating-point tensor");
-  using C = compute_t<T>;
-  Tensor<T, Dev> out = detail::binary_forward("div", a, b, [](C x, C y) { return x / y; });
+  Tensor<T, Dev> out = detail::binary_forward("div", a, b, fn::Div{});
   if (autograd::should_record(a.impl(), b.impl())) {
     const bool need_b = autograd::needs_grad(b.impl());
     autograd::record(
@@ -117,10 +114,8 @@ Tensor<T, Dev> div(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
          saved_a = autograd::SavedTensor<T, Dev>(need_b ? a : Tensor<T, Dev>(), "div"),
          saved_b = autograd::SavedTensor<T, Dev>(b, "div")](const Tensor<T, Dev>& g) {
           const Tensor<T, Dev>& vb = saved_b.get();
-          Tensor<T, Dev> ga = detail::broadcast_grad(need_a, sa, g, [](C gi, C y) { return gi / y; }, vb);
-          Tensor<T, Dev> gb = need_b ? detail::broadcast_grad(
-                                           true, sb, g, [](C gi, C x, C y) { return -gi * x / (y * y); },
-                                           saved_a.get(), vb)
+          Tensor<T, Dev> ga = detail::broadcast_grad(need_a, sa, g, fn::Div{}, vb);
+          Tensor<T, Dev> gb = need_b ? detail::broadcast_grad(true, sb, g, fn::DivGradDenominator{}, saved_a.get(), vb)
                                      : Tensor<T, Dev>();
           return std::vector<Tensor<T, Dev>>{ga, gb};
         });
@@ -134,8 +129,7 @@ Tensor<T, Dev> div(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
 template <class T, class Dev>
 Tensor<T, Dev> pow(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
   static_assert(FloatElement<T>, "pow: needs a floating-point tensor");
-  using C = compute_t<T>;
-  Tensor<T, Dev> out = detail::binary_forward("pow", a, b, [](C x, C y) { return std::pow(x, y); }, 8);
+  Tensor<T, Dev> out = detail::binary_forward("pow", a, b, fn::Pow{}, 8);
   if (autograd::should_record(a.impl(), b.impl())) {
     autograd::record(
         "PowBackward", out, {a.impl(), b.impl()},
@@ -143,13 +137,8 @@ Tensor<T, Dev> pow(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
          need_b = autograd::needs_grad(b.impl()), saved_a = autograd::SavedTensor<T, Dev>(a, "pow"),
          saved_b = autograd::SavedTensor<T, Dev>(b, "pow")](const Tensor<T, Dev>& g) {
           const Tensor<T, Dev>&va = saved_a.get(), &vb = saved_b.get();
-          Tensor<T, Dev> ga = detail::broadcast_grad(
-              need_a, sa, g, [](C gi, C x, C y) { return y == C(0) ? C(0) : gi * y * std::pow(x, y - C(1)); }, va,
-              vb);
-          Tensor<T, Dev> gb = detail::broadcast_grad(
-              need_b, sb, g,
-              [](C gi, C x, C y) { return x == C(0) && y >= C(0) ? C(0) : gi * std::pow(x, y) * std::log(x); }, va,
-              vb);
+          Tensor<T, Dev> ga = detail::broadcast_grad(need_a, sa, g, fn::PowGradBase{}, va, vb);
+          Tensor<T, Dev> gb = detail::broadcast_grad(need_b, sb, g, fn::PowGradExponent{}, va, vb);
           return std::vector<Tensor<T, Dev>>{ga, gb};
         });
   }
@@ -157,25 +146,21 @@ Tensor<T, Dev> pow(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
 }
 
 namespace detail {
-// Shared by maximum and minimum: `pick_a(x, y)` says where a wins. The gradient goes to the winning
-// input; on an exact tie it is split half and half between a and b, as PyTorch does, so that
-// maximum(x, x) has gradient 1 with respect to x.
-template <class T, class Dev, class PickA>
-Tensor<T, Dev> extremum(const char* op, const char* node_name, const Tensor<T, Dev>& a, const Tensor<T, Dev>& b,
-                        PickA pick_a) {
-  using C = compute_t<T>;
-  Tensor<T, Dev> out = binary_forward(op, a, b, [pick_a](C x, C y) { return pick_a(x, y) ? x : y; });
+// Shared by maximum and minimum: `Pick` (fn::PickMax, fn::PickMin) says where a wins. The gradient
+// goes to the winning input; on an exact tie it is split half and half between a and b, as PyTorch
+// does, so that maximum(x, x) has gradient 1 with respect to x.
+template <class Pick, class T, class Dev>
+Tensor<T, Dev> extremum(const char* op, const char* node_name, const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
+  Tensor<T, Dev> out = binary_forward(op, a, b, fn::Extremum<Pick>{});
   if constexpr (FloatElement<T>) {
     if (autograd::should_record(a.impl(), b.impl())) {
       autograd::record(
           node_name, out, {a.impl(), b.impl()},
           [sa = a.shape(), sb = b.shape(), need_a = autograd::needs_grad(a.impl()),
            need_b = autograd::needs_grad(b.impl()), saved_a = autograd::SavedTensor<T, Dev>(a, op),
-           saved_b = autograd::SavedTensor<T, Dev>(b, op), pick_a](const Tensor<T, Dev>& g) {
+           saved_b = autograd::SavedTensor<T, Dev>(b, op)](const Tensor<T, Dev>& g) {
             const Tensor<T, Dev>&va = saved_a.get(), &vb = saved_b.get();
-            auto share = [pick_a](C gi, C mine, C other) {
-              return mine == other ? gi * C(0.5) : (pick_a(mine, other) ? gi : C(0));
-            };
+            const fn::ExtremumGrad<Pick> share;
             return std::vector<Tensor<T, Dev>>{broadcast_grad(need_a, sa, g, share, va, vb),
                                                broadcast_grad(need_b, sb, g, share, vb, va)};
           });
@@ -188,16 +173,14 @@ Tensor<T, Dev> extremum(const char* op, const char* node_name, const Tensor<T, D
 // Elementwise max, broadcast; nan if either input is nan. Gradient: see detail::extremum.
 template <class T, class Dev>
 Tensor<T, Dev> maximum(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
-  using C = compute_t<T>;
   // x != x: a nan in a wins; a nan in b wins because x > nan is false.
-  return detail::extremum("maximum", "MaximumBackward", a, b, [](C x, C y) { return x > y || x != x; });
+  return detail::extremum<fn::PickMax>("maximum", "MaximumBackward", a, b);
 }
 
 // Elementwise min, broadcast; nan if either input is nan. Gradient: see detail::extremum.
 template <class T, class Dev>
 Tensor<T, Dev> minimum(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
-  using C = compute_t<T>;
-  return detail::extremum("minimum", "MinimumBackward", a, b, [](C x, C y) { return x < y || x != x; });
+  return detail::extremum<fn::PickMin>("minimum", "MinimumBackward", a, b);
 }
 
 // ---- tensor ∘ scalar --------------------------------------------------------------------------
@@ -205,13 +188,12 @@ Tensor<T, Dev> minimum(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
 // -a.
 template <class T, class Dev>
 Tensor<T, Dev> neg(const Tensor<T, Dev>& a) {
-  using C = compute_t<T>;
   detail::check_defined(a, "neg");
-  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, [](C x) { return -x; }, a);
+  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, fn::Neg{}, a);
   if constexpr (FloatElement<T>) {
     if (autograd::should_record(a.impl())) {
       autograd::record("NegBackward", out, {a.impl()}, [](const Tensor<T, Dev>& g) {
-        return std::vector<Tensor<T, Dev>>{detail::map_elements<T>(g.shape(), 1, [](C gi) { return -gi; }, g)};
+        return std::vector<Tensor<T, Dev>>{detail::map_elements<T>(g.shape(), 1, fn::Neg{}, g)};
       });
     }
   }
@@ -224,7 +206,7 @@ Tensor<T, Dev> add(const Tensor<T, Dev>& a, double s) {
   using C = compute_t<T>;
   detail::check_defined(a, "add");
   const C c = static_cast<C>(s);
-  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, [c](C x) { return x + c; }, a);
+  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, fn::AddScalar<C>{c}, a);
   if constexpr (FloatElement<T>) {
     if (autograd::should_record(a.impl()))
       autograd::record("AddBackward", out, {a.impl()},
@@ -245,7 +227,7 @@ Tensor<T, Dev> sub(const Tensor<T, Dev>& a, double s) {
   using C = compute_t<T>;
   detail::check_defined(a, "sub");
   const C c = static_cast<C>(s);
-  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, [c](C x) { return x - c; }, a);
+  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, fn::SubScalar<C>{c}, a);
   if constexpr (FloatElement<T>) {
     if (autograd::should_record(a.impl()))
       autograd::record("SubBackward", out, {a.impl()},
@@ -260,11 +242,11 @@ Tensor<T, Dev> sub(double s, const Tensor<T, Dev>& a) {
   using C = compute_t<T>;
   detail::check_defined(a, "sub");
   const C c = static_cast<C>(s);
-  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, [c](C x) { return c - x; }, a);
+  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, fn::RsubScalar<C>{c}, a);
   if constexpr (FloatElement<T>) {
     if (autograd::should_record(a.impl())) {
       autograd::record("RsubBackward", out, {a.impl()}, [](const Tensor<T, Dev>& g) {
-        return std::vector<Tensor<T, Dev>>{detail::map_elements<T>(g.shape(), 1, [](C gi) { return -gi; }, g)};
+        return std::vector<Tensor<T, Dev>>{detail::map_elements<T>(g.shape(), 1, fn::Neg{}, g)};
       });
     }
   }
@@ -277,11 +259,11 @@ Tensor<T, Dev> mul(const Tensor<T, Dev>& a, double s) {
   using C = compute_t<T>;
   detail::check_defined(a, "mul");
   const C c = static_cast<C>(s);
-  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, [c](C x) { return x * c; }, a);
+  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, fn::MulScalar<C>{c}, a);
   if constexpr (FloatElement<T>) {
     if (autograd::should_record(a.impl())) {
       autograd::record("MulBackward", out, {a.impl()}, [c](const Tensor<T, Dev>& g) {
-        return std::vector<Tensor<T, Dev>>{detail::map_elements<T>(g.shape(), 1, [c](C gi) { return gi * c; }, g)};
+        return std::vector<Tensor<T, Dev>>{detail::map_elements<T>(g.shape(), 1, fn::MulScalar<C>{c}, g)};
       });
     }
   }
@@ -301,10 +283,10 @@ Tensor<T, Dev> div(const Tensor<T, Dev>& a, double s) {
   using C = compute_t<T>;
   detail::check_defined(a, "div");
   const C c = static_cast<C>(s);
-  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, [c](C x) { return x / c; }, a);
+  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, fn::DivScalar<C>{c}, a);
   if (autograd::should_record(a.impl())) {
     autograd::record("DivBackward", out, {a.impl()}, [c](const Tensor<T, Dev>& g) {
-      return std::vector<Tensor<T, Dev>>{detail::map_elements<T>(g.shape(), 1, [c](C gi) { return gi / c; }, g)};
+      return std::vector<Tensor<T, Dev>>{detail::map_elements<T>(g.shape(), 1, fn::DivScalar<C>{c}, g)};
     });
   }
   return out;
@@ -317,12 +299,12 @@ Tensor<T, Dev> div(double s, const Tensor<T, Dev>& a) {
   using C = compute_t<T>;
   detail::check_defined(a, "div");
   const C c = static_cast<C>(s);
-  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, [c](C x) { return c / x; }, a);
+  Tensor<T, Dev> out = detail::map_elements<T>(a.shape(), 1, fn::RdivScalar<C>{c}, a);
   if (autograd::should_record(a.impl())) {
     autograd::record("RdivBackward", out, {a.impl()},
                      [c, saved_a = autograd::SavedTensor<T, Dev>(a, "div")](const Tensor<T, Dev>& g) {
-                       return std::vector<Tensor<T, Dev>>{detail::map_elements<T>(
-                           g.shape(), 1, [c](C gi, C x) { return -gi * c / (x * x); }, g, saved_a.get())};
+                       return std::vector<Tensor<T, Dev>>{
+                           detail::map_elements<T>(g.shape(), 1, fn::RdivScalarGrad<C>{c}, g, saved_a.get())};
                      });
   }
   return out;
@@ -335,16 +317,14 @@ Tensor<T, Dev> pow(const Tensor<T, Dev>& a, double s) {
   using C = compute_t<T>;
   detail::check_defined(a, "pow");
   const C e = static_cast<C>(s);
-  Tensor<T, Dev> out = s == 2.0 ? detail::map_elements<T>(a.shape(), 1, [](C x) { return x * x; }, a)
-                                : detail::map_elements<T>(a.shape(), 8, [e](C x) { return std::pow(x, e); }, a);
+  Tensor<T, Dev> out = s == 2.0 ? detail::map_elements<T>(a.shape(), 1, fn::Square{}, a)
+                                : detail::map_elements<T>(a.shape(), 8, fn::PowScalar<C>{e}, a);
   if (autograd::should_record(a.impl())) {
     autograd::record("PowBackward", out, {a.impl()},
                      [e, saved_a = autograd::SavedTensor<T, Dev>(a, "pow")](const Tensor<T, Dev>& g) {
                        const C e_minus_1 = e - C(1);
-                       return std::vector<Tensor<T, Dev>>{detail::map_elements<T>(
-                           g.shape(), 8,
-                           [e, e_minus_1](C gi, C x) { return e == C(0) ? C(0) : gi * e * std::pow(x, e_minus_1); },
-                           g, saved_a.get())};
+                       return std::vector<Tensor<T, Dev>>{
+                           detail::map_elements<T>(g.shape(), 8, fn::PowScalarGrad<C>{e, e_minus_1}, g, saved_a.get())};
                      });
   }
   return out;

@@ -13,28 +13,28 @@
 #include <type_traits>
 
 #include "loom/core/tensor.hpp"
+#include "loom/ops/elementwise_functors.hpp"
 #include "loom/ops/elementwise_map.hpp"
 
 namespace loom {
 namespace detail {
 
-template <class T, class Dev, class Cmp>
-Tensor<uint8_t, Dev> compare_tensors(const char* op, const Tensor<T, Dev>& a, const Tensor<T, Dev>& b, Cmp cmp) {
-  using C = compute_t<T>;
+// Pred: fn::Eq, fn::Lt, ...
+template <class Pred, class T, class Dev>
+Tensor<uint8_t, Dev> compare_tensors(const char* op, const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
   LOOM_CHECK(a.defined() && b.defined(), op, ": undefined input tensor");
-  return map_elements<uint8_t>(broadcast_shapes(a.shape(), b.shape(), op), 1,
-                               [cmp](C x, C y) { return uint8_t(cmp(x, y)); }, a, b);
+  return map_elements<uint8_t>(broadcast_shapes(a.shape(), b.shape(), op), 1, fn::Compare<Pred>{}, a, b);
 }
 
-template <class T, class Dev, class Cmp>
-Tensor<uint8_t, Dev> compare_scalar(const char* op, const Tensor<T, Dev>& a, double s, Cmp cmp) {
+template <class Pred, class T, class Dev>
+Tensor<uint8_t, Dev> compare_scalar(const char* op, const Tensor<T, Dev>& a, double s) {
   LOOM_CHECK(a.defined(), op, ": undefined input tensor");
   if constexpr (FloatElement<T>) {
     using C = compute_t<T>;
     const C c = static_cast<C>(static_cast<T>(s));  // round the scalar to T first (bf16)
-    return map_elements<uint8_t>(a.shape(), 1, [cmp, c](C x) { return uint8_t(cmp(x, c)); }, a);
+    return map_elements<uint8_t>(a.shape(), 1, fn::CompareScalar<Pred, C>{c}, a);
   } else {
-    return map_elements<uint8_t>(a.shape(), 1, [cmp, s](compute_t<T> x) { return uint8_t(cmp(double(x), s)); }, a);
+    return map_elements<uint8_t>(a.shape(), 1, fn::CompareScalar<Pred, double>{s}, a);
   }
 }
 
@@ -54,37 +54,41 @@ bool is_finite_element(T x) {
 
 }  // namespace detail
 
-#define LOOM_DEFINE_COMPARISON(name, expr)                                                   \
-  template <class T, class Dev>                                                              \
-  Tensor<uint8_t, Dev> name(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {              \
-    return detail::compare_tensors(#name, a, b, [](auto x, auto y) { return expr; });        \
-  }                                                                                          \
-  template <class T, class Dev>                                                              \
-  Tensor<uint8_t, Dev> name(const Tensor<T, Dev>& a, double s) {                             \
-    return detail::compare_scalar(#name, a, s, [](auto x, auto y) { return expr; });         \
+#define LOOM_DEFINE_COMPARISON(name, Pred)                                      \
+  template <class T, class Dev>                                                 \
+  Tensor<uint8_t, Dev> name(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) { \
+    return detail::compare_tensors<fn::Pred>(#name, a, b);                      \
+  }                                                                             \
+  template <class T, class Dev>                                                 \
+  Tensor<uint8_t, Dev> name(const Tensor<T, Dev>& a, double s) {                \
+    return detail::compare_scalar<fn::Pred>(#name, a, s);                       \
   }
 
-LOOM_DEFINE_COMPARISON(eq, x == y)  // a == b
-LOOM_DEFINE_COMPARISON(ne, x != y)  // a != b (true where either is nan)
-LOOM_DEFINE_COMPARISON(lt, x < y)   // a < b
-LOOM_DEFINE_COMPARISON(le, x <= y)  // a <= b
-LOOM_DEFINE_COMPARISON(gt, x > y)   // a > b
-LOOM_DEFINE_COMPARISON(ge, x >= y)  // a >= b
+LOOM_DEFINE_COMPARISON(eq, Eq)  // a == b
+LOOM_DEFINE_COMPARISON(ne, Ne)  // a != b (true where either is nan)
+LOOM_DEFINE_COMPARISON(lt, Lt)  // a < b
+LOOM_DEFINE_COMPARISON(le, Le)  // a <= b
+LOOM_DEFINE_COMPARISON(gt, Gt)  // a > b
+LOOM_DEFINE_COMPARISON(ge, Ge)  // a >= b
 #undef LOOM_DEFINE_COMPARISON
 
 // 1 where t is finite (not inf, not nan); all ones for integer tensors.
 template <class T, class Dev>
 Tensor<uint8_t, Dev> isfinite(const Tensor<T, Dev>& t) {
-  static_assert(Dev::kind == DeviceKind::cpu, "isfinite: the CUDA path comes with the CUDA backend");
   LOOM_CHECK(t.defined(), "isfinite: undefined input tensor");
-  // Read the raw elements (not their compute value) so the bit test sees bf16 as stored.
-  Tensor<uint8_t, Dev> out = Tensor<uint8_t, Dev>::empty(t.shape());
-  uint8_t* po = out.data();
-  const T* pt = t.data();
-  detail::for_each_run<2>(t.shape(), {out.strides(), t.strides()}, [&](auto off, int64_t n, auto st) {
-    for (int64_t i = 0; i < n; ++i) po[off[0] + i * st[0]] = uint8_t(detail::is_finite_element(pt[off[1] + i * st[1]]));
-  });
-  return out;
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    return detail::map_elements<uint8_t>(t.shape(), 1, fn::IsFinite{}, t);
+  } else {
+    // Read the raw elements (not their compute value) so the bit test sees bf16 as stored.
+    Tensor<uint8_t, Dev> out = Tensor<uint8_t, Dev>::empty(t.shape());
+    uint8_t* po = out.data();
+    const T* pt = t.data();
+    detail::for_each_run<2>(t.shape(), {out.strides(), t.strides()}, [&](auto off, int64_t n, auto st) {
+      for (int64_t i = 0; i < n; ++i)
+        po[off[0] + i * st[0]] = uint8_t(detail::is_finite_element(pt[off[1] + i * st[1]]));
+    });
+    return out;
+  }
 }
 
 // Whether every element of t is finite (true for an empty tensor). Reads each element once, in

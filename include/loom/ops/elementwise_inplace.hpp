@@ -10,6 +10,7 @@
 
 #include "loom/autograd/engine.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/ops/elementwise_functors.hpp"
 #include "loom/ops/elementwise_map.hpp"
 
 namespace loom {
@@ -41,10 +42,10 @@ Tensor<T, Dev> add_(const Tensor<T, Dev>& t, const Tensor<T, Dev>& other, double
                  broadcast_shapes(t.shape(), other.shape(), "add_") == t.shape(),
              "add_: a tensor of shape ", other.shape(), " does not broadcast to the destination's shape ", t.shape());
   if (alpha == 1.0) {
-    detail::map_elements_inplace(t, [](C x, C y) { return x + y; }, other);
+    detail::map_elements_inplace(t, fn::Add{}, other);
   } else {
     const C a = static_cast<C>(alpha);
-    detail::map_elements_inplace(t, [a](C x, C y) { return x + a * y; }, other);
+    detail::map_elements_inplace(t, fn::AddScaled<C>{a}, other);
   }
   t.bump_version();
   return t;
@@ -56,7 +57,7 @@ Tensor<T, Dev> mul_(const Tensor<T, Dev>& t, double s) {
   using C = compute_t<T>;
   detail::check_inplace_target(t, "mul_");
   const C c = static_cast<C>(s);
-  detail::map_elements_inplace(t, [c](C x) { return x * c; });
+  detail::map_elements_inplace(t, fn::MulScalar<C>{c});
   t.bump_version();
   return t;
 }

@@ -10,6 +10,9 @@
 // f receives each operand in its compute type (bf16 -> float) and returns the output's compute
 // value, which is stored as TOut. `cost_per_element` (about 1 for add, 10+ for exp/tanh/erf) lowers
 // the size at which the work is split across threads.
+// On CUDA tensors the same f runs as a device kernel (loom/cuda/elementwise.hpp): f must then be
+// one of the functors of loom/ops/elementwise_functors.hpp listed in LOOM_CUDA_ELEMENTWISE_KERNELS
+// for these element types (float, bf16) — anything else (a lambda) is a compile-time error.
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -18,8 +21,39 @@
 #include <utility>
 
 #include "loom/core/tensor.hpp"
+#include "loom/core/device_backend.hpp"
+#include "loom/cuda/elementwise.hpp"
+#include "loom/ops/elementwise_functors.hpp"
 
 namespace loom::detail {
+
+// Whether F marks itself as runnable on the device (static constexpr bool kDevice = true).
+template <class F>
+concept DeviceFunctor = requires { requires F::kDevice; };
+
+// The CUDA branch of map_elements / map_elements_inplace / map_blocks: checks at compile time that
+// a kernel exists for f and these element types, then launches it. float64 has no kernels: a
+// loom::Error at run time, so that code generic over the element type still compiles.
+template <bool in_place, class F, class TOut, class... Ts>
+void launch_on_device(const F& f, const Shape& shape, TOut* out, const Strides& out_strides,
+                      const std::array<Strides, sizeof...(Ts)>& in_strides, const Ts*... in) {
+  static_assert(cuda_backend_for<TOut>, "elementwise ops on CUDA tensors need LOOM_WITH_CUDA (link loom::kernels)");
+  static_assert(DeviceFunctor<F>,
+                "elementwise op on CUDA tensors: no CUDA kernel for this functor (a lambda?); write the op's math as "
+                "a functor in loom/ops/elementwise_functors.hpp and list it in LOOM_CUDA_ELEMENTWISE_KERNELS "
+                "(docs/cuda.md, Device ops)");
+  if constexpr (std::is_same_v<TOut, double> || (std::is_same_v<Ts, double> || ...)) {
+    fail("elementwise ops: float64 is not supported on CUDA (shape ", shape, ")");
+  } else if constexpr (DeviceFunctor<F>) {  // (else the assertion above has said it all)
+    static_assert(cuda::has_elementwise_kernel<in_place, F, TOut, Ts...>,
+                  "elementwise op on CUDA tensors: no CUDA kernel for this functor with these element types (CUDA "
+                  "kernels exist for float and bf16); list it in LOOM_CUDA_ELEMENTWISE_KERNELS");
+    std::array<Strides, sizeof...(Ts) + 1> strides{out_strides};
+    std::copy(in_strides.begin(), in_strides.end(), strides.begin() + 1);
+    cuda::ElementwiseKernel<in_place, F, TOut, Ts...>::launch(
+        f, out, cuda::make_offset_map<sizeof...(Ts) + 1>(shape, strides), shape.numel(), in...);
+  }
+}
 
 // Elements one thread should get at least, for work of the given relative cost per element.
 inline int64_t elementwise_grain(int64_t cost_per_element) {
@@ -136,29 +170,36 @@ struct BlockKernel {
   }
 };
 
-// out = block(a) elementwise, for float and bf16 tensors (compute type float).
-template <class T, class Dev, class Block>
-Tensor<T, Dev> map_blocks(const Tensor<T, Dev>& a, int64_t cost_per_element, Block block) {
-  static_assert(Dev::kind == DeviceKind::cpu, "elementwise ops: the CUDA path comes with the CUDA backend");
+// out = block(a) elementwise, for float and bf16 tensors (compute type float). CUDA tensors run the
+// functor f instead, the same function one element at a time.
+template <class T, class Dev, class Block, class F>
+Tensor<T, Dev> map_blocks(const Tensor<T, Dev>& a, int64_t cost_per_element, Block block, F f) {
   static_assert(std::is_same_v<compute_t<T>, float>, "map_blocks: the block functions work on float");
   Tensor<T, Dev> out = Tensor<T, Dev>::empty(a.shape());
-  using Kernel = BlockKernel<T, Block>;
-  const Kernel state{out.data(), a.data(), block};
-  run_elementwise<2>(a.shape(), {out.strides(), a.strides()}, a.is_contiguous(), &Kernel::run, &state,
-                     cost_per_element);
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    launch_on_device<false>(f, a.shape(), out.data(), out.strides(), {a.strides()}, a.data());
+  } else {
+    using Kernel = BlockKernel<T, Block>;
+    const Kernel state{out.data(), a.data(), block};
+    run_elementwise<2>(a.shape(), {out.strides(), a.strides()}, a.is_contiguous(), &Kernel::run, &state,
+                       cost_per_element);
+  }
   return out;
 }
 
 // out = f(in...) broadcast to `shape` (which the caller has checked every input broadcasts to).
 template <class TOut, class Dev, class F, class... Ts>
 Tensor<TOut, Dev> map_elements(const Shape& shape, int64_t cost_per_element, F f, const Tensor<Ts, Dev>&... in) {
-  static_assert(Dev::kind == DeviceKind::cpu, "elementwise ops: the CUDA path comes with the CUDA backend");
   Tensor<TOut, Dev> out = Tensor<TOut, Dev>::empty(shape);
-  using Kernel = MapKernel<false, TOut, F, Ts...>;
-  const Kernel state{out.data(), {in.data()...}, f};
-  const bool flat = ((in.shape() == shape && in.is_contiguous()) && ...);
-  run_elementwise<Kernel::N>(shape, {out.strides(), in.expand_strides_to(shape)...}, flat, &Kernel::run, &state,
-                             cost_per_element);
+  if constexpr (Tensor<TOut, Dev>::kOnDevice) {
+    launch_on_device<false>(f, shape, out.data(), out.strides(), {in.expand_strides_to(shape)...}, in.data()...);
+  } else {
+    using Kernel = MapKernel<false, TOut, F, Ts...>;
+    const Kernel state{out.data(), {in.data()...}, f};
+    const bool flat = ((in.shape() == shape && in.is_contiguous()) && ...);
+    run_elementwise<Kernel::N>(shape, {out.strides(), in.expand_strides_to(shape)...}, flat, &Kernel::run, &state,
+                               cost_per_element);
+  }
   return out;
 }
 
@@ -167,12 +208,15 @@ Tensor<TOut, Dev> map_elements(const Shape& shape, int64_t cost_per_element, F f
 // do that once they are done.
 template <class T, class Dev, class F, class... Ts>
 void map_elements_inplace(const Tensor<T, Dev>& t, F f, const Tensor<Ts, Dev>&... in) {
-  static_assert(Dev::kind == DeviceKind::cpu, "elementwise ops: the CUDA path comes with the CUDA backend");
   const Shape& shape = t.shape();
-  using Kernel = MapKernel<true, T, F, Ts...>;
-  const Kernel state{t.data(), {in.data()...}, f};
-  const bool flat = t.is_contiguous() && ((in.shape() == shape && in.is_contiguous()) && ...);
-  run_elementwise<Kernel::N>(shape, {t.strides(), in.expand_strides_to(shape)...}, flat, &Kernel::run, &state, 1);
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    launch_on_device<true>(f, shape, t.data(), t.strides(), {in.expand_strides_to(shape)...}, in.data()...);
+  } else {
+    using Kernel = MapKernel<true, T, F, Ts...>;
+    const Kernel state{t.data(), {in.data()...}, f};
+    const bool flat = t.is_contiguous() && ((in.shape() == shape && in.is_contiguous()) && ...);
+    run_elementwise<Kernel::N>(shape, {t.strides(), in.expand_strides_to(shape)...}, flat, &Kernel::run, &state, 1);
+  }
 }
 
 }  // namespace loom::detail

@@ -17,6 +17,7 @@
 #include "loom/core/tensor.hpp"
 #include "loom/autograd/engine.hpp"
 #include "loom/ops/elementwise_binary.hpp"
+#include "loom/ops/elementwise_functors.hpp"
 #include "loom/ops/elementwise_map.hpp"
 #include "loom/ops/fast_math.hpp"
 
@@ -42,8 +43,8 @@ inline void sigmoid_block(const float* x, float* y, int64_t n) {
 }
 
 // out = f(a); when recording, the gradient is d(g, saved) with `saved` the input (SaveWhat::input)
-// or the output (SaveWhat::output). With a block function (see map_blocks), float and bf16 tensors
-// compute the forward with it instead of f.
+// or the output (SaveWhat::output); f and d are functors of elementwise_functors.hpp. With a block
+// function (see map_blocks), float and bf16 CPU tensors compute the forward with it instead of f.
 enum class SaveWhat { input, output };
 
 template <class T, class Dev, class F, class D, class Block = std::nullptr_t>
@@ -53,7 +54,7 @@ Tensor<T, Dev> unary_op(const char* op, const char* node_name, const Tensor<T, D
   check_defined(a, op);
   Tensor<T, Dev> out;
   if constexpr (!std::is_null_pointer_v<Block> && std::is_same_v<compute_t<T>, float>) {
-    out = map_blocks(a, cost, block);
+    out = map_blocks(a, cost, block, f);
   } else {
     out = map_elements<T>(a.shape(), cost, f, a);
   }
@@ -72,93 +73,66 @@ Tensor<T, Dev> unary_op(const char* op, const char* node_name, const Tensor<T, D
 // e^a.
 template <class T, class Dev>
 Tensor<T, Dev> exp(const Tensor<T, Dev>& a) {
-  using C = compute_t<T>;
-  return detail::unary_op(
-      "exp", "ExpBackward", a, detail::kTranscendentalCost, detail::SaveWhat::output, [](C x) { return std::exp(x); },
-      [](C g, C y) { return g * y; }, &detail::exp_block<float>);
+  return detail::unary_op("exp", "ExpBackward", a, detail::kTranscendentalCost, detail::SaveWhat::output, fn::Exp{},
+                          fn::Mul{}, &detail::exp_block<float>);
 }
 
 // Natural logarithm.
 template <class T, class Dev>
 Tensor<T, Dev> log(const Tensor<T, Dev>& a) {
-  using C = compute_t<T>;
-  return detail::unary_op(
-      "log", "LogBackward", a, detail::kTranscendentalCost, detail::SaveWhat::input, [](C x) { return std::log(x); },
-      [](C g, C x) { return g / x; });
+  return detail::unary_op("log", "LogBackward", a, detail::kTranscendentalCost, detail::SaveWhat::input, fn::Log{},
+                          fn::Div{});
 }
 
 // Square root.
 template <class T, class Dev>
 Tensor<T, Dev> sqrt(const Tensor<T, Dev>& a) {
-  using C = compute_t<T>;
-  return detail::unary_op(
-      "sqrt", "SqrtBackward", a, 4, detail::SaveWhat::output, [](C x) { return std::sqrt(x); },
-      [](C g, C y) { return g / (C(2) * y); });
+  return detail::unary_op("sqrt", "SqrtBackward", a, 4, detail::SaveWhat::output, fn::Sqrt{}, fn::SqrtGrad{});
 }
 
 // 1 / sqrt(a).
 template <class T, class Dev>
 Tensor<T, Dev> rsqrt(const Tensor<T, Dev>& a) {
-  using C = compute_t<T>;
-  return detail::unary_op(
-      "rsqrt", "RsqrtBackward", a, 4, detail::SaveWhat::output, [](C x) { return C(1) / std::sqrt(x); },
-      [](C g, C y) { return C(-0.5) * g * y * y * y; });  // d/dx x^-1/2 = -x^-3/2 / 2
+  return detail::unary_op("rsqrt", "RsqrtBackward", a, 4, detail::SaveWhat::output, fn::Rsqrt{}, fn::RsqrtGrad{});
 }
 
 // Hyperbolic tangent.
 template <class T, class Dev>
 Tensor<T, Dev> tanh(const Tensor<T, Dev>& a) {
-  using C = compute_t<T>;
-  return detail::unary_op(
-      "tanh", "TanhBackward", a, detail::kTranscendentalCost, detail::SaveWhat::output,
-      [](C x) { return std::tanh(x); }, [](C g, C y) { return g * (C(1) - y * y); }, &detail::tanh_block);
+  return detail::unary_op("tanh", "TanhBackward", a, detail::kTranscendentalCost, detail::SaveWhat::output, fn::Tanh{},
+                          fn::TanhGrad{}, &detail::tanh_block);
 }
 
 // Gauss error function.
 template <class T, class Dev>
 Tensor<T, Dev> erf(const Tensor<T, Dev>& a) {
-  using C = compute_t<T>;
-  return detail::unary_op(
-      "erf", "ErfBackward", a, detail::kTranscendentalCost, detail::SaveWhat::input, [](C x) { return std::erf(x); },
-      [](C g, C x) { return g * C(1.1283791670955126) * std::exp(-x * x); },  // 2/sqrt(pi) e^-x^2
-      &detail::erf_block<float>);
+  return detail::unary_op("erf", "ErfBackward", a, detail::kTranscendentalCost, detail::SaveWhat::input, fn::Erf{},
+                          fn::ErfGrad{}, &detail::erf_block<float>);
 }
 
 // |a|; the gradient is sign(a), 0 at 0 (as PyTorch).
 template <class T, class Dev>
 Tensor<T, Dev> abs(const Tensor<T, Dev>& a) {
-  using C = compute_t<T>;
-  return detail::unary_op(
-      "abs", "AbsBackward", a, 1, detail::SaveWhat::input, [](C x) { return std::abs(x); },
-      [](C g, C x) { return x > C(0) ? g : (x < C(0) ? -g : C(0)); });
+  return detail::unary_op("abs", "AbsBackward", a, 1, detail::SaveWhat::input, fn::Abs{}, fn::AbsGrad{});
 }
 
 // 1 / (1 + e^-a).
 template <class T, class Dev>
 Tensor<T, Dev> sigmoid(const Tensor<T, Dev>& a) {
-  using C = compute_t<T>;
-  return detail::unary_op(
-      "sigmoid", "SigmoidBackward", a, detail::kTranscendentalCost, detail::SaveWhat::output,
-      [](C x) { return C(1) / (C(1) + std::exp(-x)); }, [](C g, C y) { return g * y * (C(1) - y); },
-      &detail::sigmoid_block);
+  return detail::unary_op("sigmoid", "SigmoidBackward", a, detail::kTranscendentalCost, detail::SaveWhat::output,
+                          fn::Sigmoid{}, fn::SigmoidGrad{}, &detail::sigmoid_block);
 }
 
 // max(a, 0); nan stays nan. The gradient passes where the output is > 0 (0 at a == 0, as PyTorch).
 template <class T, class Dev>
 Tensor<T, Dev> relu(const Tensor<T, Dev>& a) {
-  using C = compute_t<T>;
-  return detail::unary_op(
-      "relu", "ReluBackward", a, 1, detail::SaveWhat::output, [](C x) { return x < C(0) ? C(0) : x; },
-      [](C g, C y) { return y > C(0) ? g : C(0); });
+  return detail::unary_op("relu", "ReluBackward", a, 1, detail::SaveWhat::output, fn::Relu{}, fn::ReluGrad{});
 }
 
 // a * a.
 template <class T, class Dev>
 Tensor<T, Dev> square(const Tensor<T, Dev>& a) {
-  using C = compute_t<T>;
-  return detail::unary_op(
-      "square", "SquareBackward", a, 1, detail::SaveWhat::input, [](C x) { return x * x; },
-      [](C g, C x) { return C(2) * x * g; });
+  return detail::unary_op("square", "SquareBackward", a, 1, detail::SaveWhat::input, fn::Square{}, fn::SquareGrad{});
 }
 
 // a limited to [lo, hi]; nan stays nan. The gradient passes where lo <= a <= hi, boundaries
@@ -169,9 +143,8 @@ Tensor<T, Dev> clamp(const Tensor<T, Dev>& a, double lo, double hi) {
   LOOM_CHECK(lo <= hi, "clamp: min ", lo, " is greater than max ", hi, " (input of shape ",
              a.defined() ? a.shape().str() : std::string("undefined"), ")");
   const C l = static_cast<C>(lo), h = static_cast<C>(hi);
-  return detail::unary_op(
-      "clamp", "ClampBackward", a, 1, detail::SaveWhat::input, [l, h](C x) { return x < l ? l : (x > h ? h : x); },
-      [l, h](C g, C x) { return x >= l && x <= h ? g : C(0); });
+  return detail::unary_op("clamp", "ClampBackward", a, 1, detail::SaveWhat::input, fn::Clamp<C>{l, h},
+                          fn::ClampGrad<C>{l, h});
 }
 
 // max(a, lo).
@@ -190,15 +163,13 @@ Tensor<T, Dev> clamp_max(const Tensor<T, Dev>& a, double hi) {
 // (0 elsewhere), that of b the rest; both are summed back to their input's shape.
 template <class T, class Dev>
 Tensor<T, Dev> where(const Tensor<uint8_t, Dev>& cond, const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) {
-  using C = compute_t<T>;
   LOOM_CHECK(cond.defined() && a.defined() && b.defined(), "where: undefined input tensor");
   LOOM_CHECK(detail::broadcastable(cond.shape(), a.shape()) && detail::broadcastable(cond.shape(), b.shape()) &&
                  detail::broadcastable(a.shape(), b.shape()),
              "where: condition of shape ", cond.shape(), ", input of shape ", a.shape(), " and other of shape ",
              b.shape(), " cannot be broadcast together");
   const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
-  Tensor<T, Dev> out =
-      detail::map_elements<T>(shape, 1, [](uint8_t c, C x, C y) { return c ? x : y; }, cond, a, b);
+  Tensor<T, Dev> out = detail::map_elements<T>(shape, 1, fn::Where{}, cond, a, b);
   if constexpr (FloatElement<T>) {
     if (autograd::should_record(a.impl(), b.impl())) {
       autograd::record(
@@ -209,8 +180,8 @@ Tensor<T, Dev> where(const Tensor<uint8_t, Dev>& cond, const Tensor<T, Dev>& a, 
             const Tensor<uint8_t, Dev>& c = saved_cond.get();
             return std::vector<Tensor<T, Dev>>{
                 Tensor<T, Dev>(),  // the condition gets no gradient
-                detail::broadcast_grad(need_a, sa, g, [](C gi, uint8_t ci) { return ci ? gi : C(0); }, c),
-                detail::broadcast_grad(need_b, sb, g, [](C gi, uint8_t ci) { return ci ? C(0) : gi; }, c)};
+                detail::broadcast_grad(need_a, sa, g, fn::PassWhere{}, c),
+                detail::broadcast_grad(need_b, sb, g, fn::PassWhereNot{}, c)};
           });
     }
   }
@@ -227,15 +198,13 @@ Tensor<T, Dev> masked_fill(const Tensor<T, Dev>& t, const Tensor<uint8_t, Dev>& 
                  broadcast_shapes(t.shape(), mask.shape(), "masked_fill") == t.shape(),
              "masked_fill: mask of shape ", mask.shape(), " does not broadcast to the input's shape ", t.shape());
   const C v = static_cast<C>(value);
-  Tensor<T, Dev> out =
-      detail::map_elements<T>(t.shape(), 1, [v](C x, uint8_t m) { return m ? v : x; }, t, mask);
+  Tensor<T, Dev> out = detail::map_elements<T>(t.shape(), 1, fn::MaskedFill<C>{v}, t, mask);
   if constexpr (FloatElement<T>) {
     if (autograd::should_record(t.impl())) {
       autograd::record("MaskedFillBackward", out, {t.impl(), mask.impl()},
                        [saved_mask = autograd::SavedTensor<uint8_t, Dev>(mask, "masked_fill")](const Tensor<T, Dev>& g) {
                          return std::vector<Tensor<T, Dev>>{
-                             detail::map_elements<T>(g.shape(), 1, [](C gi, uint8_t m) { return m ? C(0) : gi; }, g,
-                                                     saved_mask.get()),
+                             detail::map_elements<T>(g.shape(), 1, fn::PassWhereNot{}, g, saved_mask.get()),
                              Tensor<T, Dev>()};  // the mask gets no gradient
                        });
     }

@@ -5,7 +5,9 @@
 //   tanh: gelu(x) = 0.5 x (1 + tanh(u)),   u = sqrt(2 / pi) (x + 0.044715 x^3)
 //         gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) sqrt(2 / pi) (1 + 3 * 0.044715 x^2)
 // Computed in float for float and bf16, in double for double, in blocks of 256 elements with the
-// vectorized exp/erf of loom/ops/fast_math.hpp (for double, erf is std::erf).
+// vectorized exp/erf of loom/ops/fast_math.hpp (for double, erf is std::erf). CUDA tensors run the
+// same formulas one element at a time (fn::GeluErf, fn::GeluTanh and their gradients in
+// loom/ops/elementwise_functors.hpp, with CUDA's erff/expf).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -15,6 +17,8 @@
 #include "loom/autograd/engine.hpp"
 #include "loom/core/iterate.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/ops/elementwise_functors.hpp"
+#include "loom/ops/elementwise_map.hpp"
 #include "loom/ops/fast_math.hpp"
 
 namespace loom {
@@ -25,23 +29,13 @@ namespace detail {
 
 inline constexpr int64_t kGeluBlock = 256;  // elements converted to the compute type at a time
 
-template <class C>
-struct GeluConstants {
-  static constexpr C kSqrtHalf = C(0.70710678118654752440);     // 1 / sqrt(2)
-  static constexpr C kInvSqrt2Pi = C(0.39894228040143267794);   // 1 / sqrt(2 pi)
-  static constexpr C kSqrt2OverPi = C(0.79788456080286535588);  // sqrt(2 / pi)
-  static constexpr C kKappa = C(0.044715);
-};
-
+// GeluConstants, kGeluMaxExp and kGeluClampX live in elementwise_functors.hpp (shared with the
+// device functors).
 // The tanh form is evaluated through the logistic function, 0.5 (1 + tanh(u)) = 1 / (1 + exp(-2u)):
 // the same function, but without the cancellation of 1 + tanh(u) for negative u, which in float
 // costs the derivative ~1e-6 absolute near x = -5 (its x^3 factor amplifies it).
 // exp(-2u) is formed where -2u <= kGeluMaxExp (finite); beyond, gelu and its derivative are 0.
 // u is computed from x clamped to +-kGeluClampX (x^3 stays finite); beyond it gelu(x) is x or 0.
-template <class C>
-inline constexpr C kGeluMaxExp = std::is_same_v<C, float> ? C(88) : C(708);
-template <class C>
-inline constexpr C kGeluClampX = C(1e10);
 
 // c = x clamped to +-kGeluClampX, NaN kept. (Two one-sided loops: the compiler vectorizes each,
 // not their composition.)
@@ -106,53 +100,85 @@ void gelu_grad_block(const C* x, const C* g, C* dx, int64_t n, GeluApprox approx
   }
 }
 
+// y = gelu(x) on the CPU, converted to the compute type kGeluBlock elements at a time.
+template <class T, class Dev>
+Tensor<T, Dev> gelu_forward_cpu(const Tensor<T, Dev>& x, GeluApprox approximate) {
+  using C = compute_t<T>;
+  Tensor<T, Dev> y = Tensor<T, Dev>::empty(x.shape());
+  T* py = y.data();
+  const T* px = x.data();
+  for_each_run<2>(
+      x.shape(), {y.strides(), x.strides()},
+      [&](auto off, int64_t n, auto st) {
+        alignas(64) C xb[kGeluBlock], yb[kGeluBlock];
+        for (int64_t b = 0; b < n; b += kGeluBlock) {
+          const int64_t m = std::min(kGeluBlock, n - b);
+          for (int64_t i = 0; i < m; ++i) xb[i] = C(px[off[1] + (b + i) * st[1]]);
+          gelu_block<C>(xb, yb, m, approximate);
+          for (int64_t i = 0; i < m; ++i) py[off[0] + (b + i) * st[0]] = T(yb[i]);
+        }
+      },
+      /*cost_per_element=*/8);
+  return y;
+}
+
+// g * gelu'(x) on the CPU (x and g of one shape).
+template <class T, class Dev>
+Tensor<T, Dev> gelu_backward_cpu(const Tensor<T, Dev>& xs, const Tensor<T, Dev>& g, GeluApprox approximate) {
+  using C = compute_t<T>;
+  Tensor<T, Dev> gx = Tensor<T, Dev>::empty(xs.shape());
+  T* pgx = gx.data();
+  const T *pxs = xs.data(), *pg = g.data();
+  for_each_run<3>(
+      xs.shape(), {gx.strides(), xs.strides(), g.strides()},
+      [&](auto off, int64_t n, auto st) {
+        alignas(64) C xb[kGeluBlock], gb[kGeluBlock], db[kGeluBlock];
+        for (int64_t b = 0; b < n; b += kGeluBlock) {
+          const int64_t m = std::min(kGeluBlock, n - b);
+          for (int64_t i = 0; i < m; ++i) {
+            xb[i] = C(pxs[off[1] + (b + i) * st[1]]);
+            gb[i] = C(pg[off[2] + (b + i) * st[2]]);
+          }
+          gelu_grad_block<C>(xb, gb, db, m, approximate);
+          for (int64_t i = 0; i < m; ++i) pgx[off[0] + (b + i) * st[0]] = T(db[i]);
+        }
+      },
+      /*cost_per_element=*/8);
+  return gx;
+}
+
+template <class T, class Dev>
+Tensor<T, Dev> gelu_forward(const Tensor<T, Dev>& x, GeluApprox approximate) {
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    return approximate == GeluApprox::tanh ? map_elements<T>(x.shape(), 8, fn::GeluTanh{}, x)
+                                           : map_elements<T>(x.shape(), 8, fn::GeluErf{}, x);
+  } else {
+    return gelu_forward_cpu(x, approximate);
+  }
+}
+
+template <class T, class Dev>
+Tensor<T, Dev> gelu_backward(const Tensor<T, Dev>& x, const Tensor<T, Dev>& g, GeluApprox approximate) {
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    return approximate == GeluApprox::tanh ? map_elements<T>(x.shape(), 8, fn::GeluTanhGrad{}, g, x)
+                                           : map_elements<T>(x.shape(), 8, fn::GeluErfGrad{}, g, x);
+  } else {
+    return gelu_backward_cpu(x, g, approximate);
+  }
+}
+
 }  // namespace detail
 
 // Gaussian error linear unit, elementwise; `approximate` picks the erf (default) or tanh form.
 template <FloatElement T, class Dev>
 Tensor<T, Dev> gelu(const Tensor<T, Dev>& x, GeluApprox approximate = GeluApprox::none) {
-  static_assert(std::is_same_v<Dev, CPU>, "gelu: only the CPU backend exists so far");
-  using C = compute_t<T>;
   LOOM_CHECK(approximate == GeluApprox::none || approximate == GeluApprox::tanh,
              "gelu: unknown approximation ", int(approximate), " for input of shape ", x.shape());
-  Tensor<T, Dev> y = Tensor<T, Dev>::empty(x.shape());
-  T* py = y.data();
-  const T* px = x.data();
-  detail::for_each_run<2>(
-      x.shape(), {y.strides(), x.strides()},
-      [&](auto off, int64_t n, auto st) {
-        alignas(64) C xb[detail::kGeluBlock], yb[detail::kGeluBlock];
-        for (int64_t b = 0; b < n; b += detail::kGeluBlock) {
-          const int64_t m = std::min(detail::kGeluBlock, n - b);
-          for (int64_t i = 0; i < m; ++i) xb[i] = C(px[off[1] + (b + i) * st[1]]);
-          detail::gelu_block<C>(xb, yb, m, approximate);
-          for (int64_t i = 0; i < m; ++i) py[off[0] + (b + i) * st[0]] = T(yb[i]);
-        }
-      },
-      /*cost_per_element=*/8);
+  Tensor<T, Dev> y = detail::gelu_forward(x, approximate);
   if (autograd::should_record(x.impl())) {
     autograd::record("GeluBackward", y, {x.impl()},
                      [approximate, sx = autograd::SavedTensor<T, Dev>(x, "gelu")](const Tensor<T, Dev>& g) {
-                       const Tensor<T, Dev>& xs = sx.get();
-                       Tensor<T, Dev> gx = Tensor<T, Dev>::empty(xs.shape());
-                       T* pgx = gx.data();
-                       const T *pxs = xs.data(), *pg = g.data();
-                       detail::for_each_run<3>(
-                           xs.shape(), {gx.strides(), xs.strides(), g.strides()},
-                           [&](auto off, int64_t n, auto st) {
-                             alignas(64) C xb[detail::kGeluBlock], gb[detail::kGeluBlock], db[detail::kGeluBlock];
-                             for (int64_t b = 0; b < n; b += detail::kGeluBlock) {
-                               const int64_t m = std::min(detail::kGeluBlock, n - b);
-                               for (int64_t i = 0; i < m; ++i) {
-                                 xb[i] = C(pxs[off[1] + (b + i) * st[1]]);
-                                 gb[i] = C(pg[off[2] + (b + i) * st[2]]);
-                               }
-                               detail::gelu_grad_block<C>(xb, gb, db, m, approximate);
-                               for (int64_t i = 0; i < m; ++i) pgx[off[0] + (b + i) * st[0]] = T(db[i]);
-                             }
-                           },
-                           /*cost_per_element=*/8);
-                       return std::vector<Tensor<T, Dev>>{gx};
+                       return std::vector<Tensor<T, Dev>>{detail::gelu_backward(sx.get(), g, approximate)};
                      });
   }
   return y;

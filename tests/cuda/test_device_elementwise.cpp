@@ -1,0 +1,272 @@
+// Elementwise ops on CUDA tensors — every op ported through the functors of
+// loom/ops/elementwise_functors.hpp — against the same op on CPU tensors: float and bf16, sizes
+// 1, 7, 97 and 225 (a transposed [15, 15] view among them), a broadcast [1, N] + [M, 1] pair, the
+// scalar forms, the in-place updates, and gradients through autograd for same-shape inputs
+// (gradients of broadcast inputs need the device sum_to, another family). SKIPs without a GPU.
+//
+// Tolerance: tol_for<T>(). float: the device's expf/erff/tanhf/powf and the CPU's vectorized
+// Eigen versions or glibc are each within a few ulps of the exact value, far inside rtol 1e-5;
+// bf16: both sides compute in float and round once, so they differ by at most one bf16 rounding
+// (2^-8 relative < 1/128). The bf16 gradients of exp, tanh and sigmoid are computed from the
+// rounded forward output, which may itself differ by that one rounding (and 1 - y^2 near y = 1
+// amplifies it): those are compared with the CPU backward formula applied to the device's own
+// forward output instead, which pins the device backward kernel just as tightly.
+#include <catch2/catch.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "loom/cuda/device_info.hpp"
+#include "loom/loom.hpp"
+#include "support/check.hpp"
+
+using loom::bf16;
+using loom::CPU;
+using loom::CUDA;
+using loom::Shape;
+using loom::Tensor;
+namespace fn = loom::fn;
+using loom::test::require_close;
+using loom::test::to_double;
+using loom::test::tol_for;
+
+#define REQUIRE_GPU()                                                     \
+  do {                                                                    \
+    if (const char* why = loom::cuda::no_device_reason()) LOOM_SKIP(why); \
+  } while (0)
+
+namespace {
+
+template <class T>
+Tensor<T> uniform_values(const Shape& shape, double lo, double hi, uint64_t seed) {
+  loom::Generator gen(seed);
+  return loom::uniform<T>(shape, lo, hi, gen);
+}
+
+template <class T>
+Tensor<T, CUDA> on_device(const Tensor<T>& t) {
+  return t.template to_device<CUDA>();
+}
+
+// The inputs of one case: shape name and a CPU tensor (possibly a transposed view).
+struct Layout {
+  std::string name;
+  Shape shape;         // of the stored tensor
+  bool transposed;     // use .transpose(0, 1) of it
+};
+
+const std::vector<Layout> kLayouts = {
+    {"[1]", {1}, false}, {"[7]", {7}, false}, {"[97]", {97}, false}, {"[15, 15]^T", {15, 15}, true},
+    {"[9, 25]", {9, 25}, false}};
+
+template <class T>
+Tensor<T> make_input(const Layout& layout, double lo, double hi, uint64_t seed) {
+  const Tensor<T> t = uniform_values<T>(layout.shape, lo, hi, seed);
+  return layout.transposed ? t.transpose(0, 1) : t;
+}
+
+template <class T>
+void require_matches(const Tensor<T, CUDA>& dev, const Tensor<T>& cpu, const std::string& what) {
+  INFO(what);
+  REQUIRE(dev.shape() == cpu.shape());
+  require_close(dev, to_double(cpu), tol_for<T>());
+}
+
+template <class T>
+using UnaryOp = std::function<Tensor<T, CUDA>(const Tensor<T, CUDA>&)>;
+
+// A unary op, written once for both devices (a generic lambda), over every layout: forward, and
+// backward through autograd when `grad` is set. `backward_from_output`, when given, is the op's
+// backward functor over (g, y): for bf16 the reference gradient is then computed from the
+// device's forward output (see the header comment).
+template <class T, class Op, class D = std::nullptr_t>
+void check_unary(const std::string& name, Op op, double lo, double hi, bool grad, D backward_from_output = nullptr) {
+  uint64_t seed = 11;
+  for (const Layout& layout : kLayouts) {
+    const std::string what = name + " " + layout.name + (std::is_same_v<T, bf16> ? " bf16" : " float");
+    const Tensor<T> x = make_input<T>(layout, lo, hi, ++seed);
+    require_matches(op(on_device(x)), op(x), what + " forward");
+    if (!grad) continue;
+    const Tensor<T> g = uniform_values<T>(x.shape(), -1, 1, ++seed);
+    const Tensor<T> xc = x.detach().requires_grad_();
+    Tensor<T> yc = op(xc);
+    yc.backward(g);
+    const Tensor<T, CUDA> xd = on_device(x).detach().requires_grad_();
+    Tensor<T, CUDA> yd = op(xd);
+    yd.backward(on_device(g));
+    REQUIRE(xd.grad().defined());
+    if constexpr (!std::is_null_pointer_v<D>) {
+      if (std::is_same_v<T, bf16>) {
+        const Tensor<T> ref = loom::detail::map_elements<T>(g.shape(), 1, backward_from_output, g,
+                                                            yd.detach().template to_device<CPU>());
+        require_matches(xd.grad(), ref, what + " backward (from the device's output)");
+        continue;
+      }
+    }
+    require_matches(xd.grad(), xc.grad(), what + " backward");
+  }
+}
+
+// A binary op: same-shape layouts (forward and backward), and the broadcast pair [1, N] + [M, 1]
+// (forward only). `a_lo`.. give each operand's range.
+template <class T, class Op>
+void check_binary(const std::string& name, Op op, double a_lo, double a_hi, double b_lo, double b_hi, bool grad) {
+  uint64_t seed = 101;
+  for (const Layout& layout : kLayouts) {
+    const std::string what = name + " " + layout.name + (std::is_same_v<T, bf16> ? " bf16" : " float");
+    const Tensor<T> a = make_input<T>(layout, a_lo, a_hi, ++seed);
+    const Tensor<T> b = uniform_values<T>(a.shape(), b_lo, b_hi, ++seed);  // contiguous, a may be transposed
+    require_matches(op(on_device(a), on_device(b)), op(a, b), what + " forward");
+    if (!grad) continue;
+    const Tensor<T> g = uniform_values<T>(a.shape(), -1, 1, ++seed);
+    const Tensor<T> ac = a.detach().requires_grad_(), bc = b.detach().requires_grad_();
+    op(ac, bc).backward(g);
+    const Tensor<T, CUDA> ad = on_device(a).detach().requires_grad_(), bd = on_device(b).detach().requires_grad_();
+    op(ad, bd).backward(on_device(g));
+    require_matches(ad.grad(), ac.grad(), what + " backward a");
+    require_matches(bd.grad(), bc.grad(), what + " backward b");
+  }
+  const Tensor<T> row = uniform_values<T>({1, 13}, a_lo, a_hi, ++seed);  // [1, N]
+  const Tensor<T> col = uniform_values<T>({11, 1}, b_lo, b_hi, ++seed);  // [M, 1]
+  require_matches(op(on_device(row), on_device(col)), op(row, col), name + " broadcast [1, 13] with [11, 1]");
+}
+
+template <class T>
+void check_all_unary() {
+  using loom::GeluApprox;
+  check_unary<T>("neg", [](const auto& x) { return -x; }, -3, 3, true);
+  check_unary<T>("exp", [](const auto& x) { return loom::exp(x); }, -4, 4, true, fn::Mul{});
+  check_unary<T>("log", [](const auto& x) { return loom::log(x); }, 0.05, 6, true);
+  check_unary<T>("sqrt", [](const auto& x) { return loom::sqrt(x); }, 0.05, 6, true);
+  check_unary<T>("rsqrt", [](const auto& x) { return loom::rsqrt(x); }, 0.05, 6, true);
+  check_unary<T>("tanh", [](const auto& x) { return loom::tanh(x); }, -3, 3, true, fn::TanhGrad{});
+  check_unary<T>("erf", [](const auto& x) { return loom::erf(x); }, -3, 3, true);
+  check_unary<T>("abs", [](const auto& x) { return loom::abs(x); }, -3, 3, true);
+  check_unary<T>("sigmoid", [](const auto& x) { return loom::sigmoid(x); }, -6, 6, true, fn::SigmoidGrad{});
+  check_unary<T>("relu", [](const auto& x) { return loom::relu(x); }, -3, 3, true);
+  check_unary<T>("square", [](const auto& x) { return loom::square(x); }, -3, 3, true);
+  check_unary<T>("clamp", [](const auto& x) { return loom::clamp(x, -1.0, 0.5); }, -3, 3, true);
+  check_unary<T>("gelu", [](const auto& x) { return loom::gelu(x); }, -6, 6, true);
+  check_unary<T>("gelu tanh", [](const auto& x) { return loom::gelu(x, GeluApprox::tanh); }, -6, 6, true);
+  // Scalar forms, both orders.
+  check_unary<T>("x + 0.3", [](const auto& x) { return x + 0.3; }, -3, 3, true);
+  check_unary<T>("x - 0.3", [](const auto& x) { return x - 0.3; }, -3, 3, true);
+  check_unary<T>("0.3 - x", [](const auto& x) { return 0.3 - x; }, -3, 3, true);
+  check_unary<T>("x * -1.7", [](const auto& x) { return x * -1.7; }, -3, 3, true);
+  check_unary<T>("x / 1.7", [](const auto& x) { return x / 1.7; }, -3, 3, true);
+  check_unary<T>("1.7 / x", [](const auto& x) { return 1.7 / x; }, 0.2, 3, true);
+  check_unary<T>("x ^ 2", [](const auto& x) { return loom::pow(x, 2.0); }, -3, 3, true);
+  check_unary<T>("x ^ 1.5", [](const auto& x) { return loom::pow(x, 1.5); }, 0.1, 3, true);
+  check_unary<T>("x ^ 0", [](const auto& x) { return loom::pow(x, 0.0); }, -3, 3, true);
+  // Selections and comparisons (uint8 results are exact on both sides; compared as numbers).
+  check_unary<T>("masked_fill", [](const auto& x) { return loom::masked_fill(x, loom::gt(x, 0.5), -2.0); }, -3, 3,
+                 true);
+}
+
+template <class T>
+void check_all_binary() {
+  check_binary<T>("add", [](const auto& a, const auto& b) { return a + b; }, -3, 3, -3, 3, true);
+  check_binary<T>("sub", [](const auto& a, const auto& b) { return a - b; }, -3, 3, -3, 3, true);
+  check_binary<T>("mul", [](const auto& a, const auto& b) { return a * b; }, -3, 3, -3, 3, true);
+  check_binary<T>("div", [](const auto& a, const auto& b) { return a / b; }, -3, 3, 0.3, 3, true);
+  check_binary<T>("pow", [](const auto& a, const auto& b) { return loom::pow(a, b); }, 0.1, 3, -2, 2, true);
+  check_binary<T>("maximum", [](const auto& a, const auto& b) { return loom::maximum(a, b); }, -3, 3, -3, 3, true);
+  check_binary<T>("minimum", [](const auto& a, const auto& b) { return loom::minimum(a, b); }, -3, 3, -3, 3, true);
+  check_binary<T>("where", [](const auto& a, const auto& b) { return loom::where(loom::lt(a, b), a, b * 2.0); }, -3,
+                  3, -3, 3, true);
+}
+
+// Comparisons and isfinite: uint8 results, exact on both sides.
+template <class T>
+void check_comparisons() {
+  const Tensor<T> a = uniform_values<T>({15, 15}, -2, 2, 5).transpose(0, 1);
+  Tensor<T> b = uniform_values<T>({15, 15}, -2, 2, 6);
+  b.narrow(0, 0, 5).copy_(a.narrow(0, 0, 5));  // some ties
+  const Tensor<T> row = uniform_values<T>({1, 15}, -2, 2, 7), col = uniform_values<T>({15, 1}, -2, 2, 8);
+  auto same = [](const Tensor<uint8_t, CUDA>& d, const Tensor<uint8_t>& c, const char* what) {
+    INFO(what);
+    REQUIRE(d.shape() == c.shape());
+    REQUIRE(d.to_vector() == c.to_vector());
+  };
+  const Tensor<T, CUDA> ad = on_device(a), bd = on_device(b), rd = on_device(row), cd = on_device(col);
+  same(loom::eq(ad, bd), loom::eq(a, b), "eq");
+  same(loom::ne(ad, bd), loom::ne(a, b), "ne");
+  same(loom::lt(ad, bd), loom::lt(a, b), "lt");
+  same(loom::le(ad, bd), loom::le(a, b), "le");
+  same(loom::gt(ad, bd), loom::gt(a, b), "gt");
+  same(loom::ge(ad, bd), loom::ge(a, b), "ge");
+  same(loom::lt(rd, cd), loom::lt(row, col), "lt broadcast");
+  same(loom::eq(ad, 0.5), loom::eq(a, 0.5), "eq scalar");
+  same(loom::ne(ad, 0.5), loom::ne(a, 0.5), "ne scalar");
+  same(loom::lt(ad, 0.1), loom::lt(a, 0.1), "lt scalar");
+  same(loom::le(ad, 0.1), loom::le(a, 0.1), "le scalar");
+  same(loom::gt(ad, -0.3), loom::gt(a, -0.3), "gt scalar");
+  same(loom::ge(ad, -0.3), loom::ge(a, -0.3), "ge scalar");
+  // isfinite over 0/0 (nan), 1/0 (inf) and ordinary values.
+  const Tensor<T> z = uniform_values<T>({7, 9}, -1, 1, 9);
+  Tensor<T> q = z.clone();
+  q.narrow(0, 0, 2).fill_(T(0));
+  const Tensor<T> ratio = loom::div(q, q.narrow(1, 0, 1).contiguous());  // nan, inf and finite
+  same(loom::isfinite(on_device(ratio)), loom::isfinite(ratio), "isfinite");
+}
+
+// add_ and mul_ in place, through a transposed destination and a broadcast source.
+template <class T>
+void check_inplace() {
+  loom::autograd::NoGradGuard no_grad;
+  const Tensor<T> base = uniform_values<T>({15, 15}, -2, 2, 21);
+  const Tensor<T> other = uniform_values<T>({15, 15}, -2, 2, 22), row = uniform_values<T>({1, 15}, -2, 2, 23);
+  Tensor<T> c = base.clone();
+  Tensor<T, CUDA> d = on_device(base);
+  loom::add_(c, other);
+  loom::add_(d, on_device(other));
+  require_matches(d, c, "add_");
+  loom::add_(c.transpose(0, 1), other, -0.75);
+  loom::add_(d.transpose(0, 1), on_device(other), -0.75);
+  require_matches(d, c, "add_ alpha, transposed destination");
+  loom::add_(c, row, 2.5);
+  loom::add_(d, on_device(row), 2.5);
+  require_matches(d, c, "add_ alpha, broadcast row");
+  loom::mul_(c.narrow(1, 2, 7), 1.3);
+  loom::mul_(d.narrow(1, 2, 7), 1.3);
+  require_matches(d, c, "mul_ on a column block");
+}
+
+}  // namespace
+
+TEST_CASE("CUDA elementwise: unary ops and scalar forms match the CPU, forward and backward", "[cuda][elementwise]") {
+  REQUIRE_GPU();
+  check_all_unary<float>();
+  check_all_unary<bf16>();
+}
+
+TEST_CASE("CUDA elementwise: binary ops match the CPU (same shape with gradients, broadcast forward)",
+          "[cuda][elementwise]") {
+  REQUIRE_GPU();
+  check_all_binary<float>();
+  check_all_binary<bf16>();
+}
+
+TEST_CASE("CUDA elementwise: comparisons and isfinite equal the CPU's", "[cuda][elementwise]") {
+  REQUIRE_GPU();
+  check_comparisons<float>();
+  check_comparisons<bf16>();
+}
+
+TEST_CASE("CUDA elementwise: in-place add_ and mul_ match the CPU", "[cuda][elementwise]") {
+  REQUIRE_GPU();
+  check_inplace<float>();
+  check_inplace<bf16>();
+}
+
+TEST_CASE("CUDA elementwise: a large tensor takes the grid-stride loop; float64 is refused", "[cuda][elementwise]") {
+  REQUIRE_GPU();
+  // More elements than one launch's grid (65536 blocks x 256 threads), flat and strided.
+  const Tensor<float> big = uniform_values<float>({4100, 4100}, -2, 2, 31);  // 16.8M elements
+  const Tensor<float, CUDA> big_d = on_device(big);
+  require_matches(loom::tanh(big_d), loom::tanh(big), "tanh 16.8M");
+  require_matches(big_d.transpose(0, 1) * 2.0, big.transpose(0, 1) * 2.0, "transposed 16.8M");
+  const Tensor<double, CUDA> d = Tensor<double, CUDA>::ones({3});
+  REQUIRE_THROWS_WITH(loom::exp(d), Catch::Contains("float64 is not supported on CUDA"));
+}
