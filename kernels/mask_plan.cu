@@ -1,4 +1,4 @@
-// Mask-plan generation on the device (mask_plan.cuh).
+// Mask-plan generation on the device (loom/cuda/mask_plan.hpp).
 // Versions: one — a thread per sample runs loom::mask::plan_sample (loom/mask/sample_plan.hpp), the
 // function make_mask_plan runs per sample on the CPU, with its scratch (sort keys, merge buffer,
 // flags: sample_scratch_words(G, L) words per sample) in global memory from the caching allocator.
@@ -15,7 +15,7 @@
 #include "loom/cuda/device_memory.hpp"
 #include "loom/mask/flat_strategy.hpp"
 #include "loom/mask/sample_plan.hpp"
-#include "mask_plan.cuh"
+#include "loom/cuda/mask_plan.hpp"
 
 namespace loom::kernels {
 namespace {

@@ -10,9 +10,9 @@
 
 #include "loom/cuda/device_info.hpp"
 #include "loom/cuda/device_memory.hpp"
+#include "loom/cuda/mask_plan.hpp"
 #include "loom/mask/mask_plan.hpp"
 #include "loom/mask/spec.hpp"
-#include "mask_plan.cuh"
 #include "support/check.hpp"
 
 using loom::cuda::DeviceBuffer;
@@ -66,4 +66,19 @@ TEST_CASE("device mask plans: a batch of zero and a rejected strategy", "[mask][
   REQUIRE_THROWS_WITH(loom::kernels::make_mask_plan_device(Strategy::disjoint(0.4), 1, 2, 225, 1, 0, 0, nullptr,
                                                            nullptr, nullptr, nullptr),
                       Catch::Contains("1 - 1/G"));
+}
+
+TEST_CASE("make_mask_plan_on<CUDA> and a host plan moved with to_device hold make_mask_plan's plan", "[mask][gpu]") {
+  if (const char* why = loom::cuda::no_device_reason()) LOOM_SKIP(why);
+  const Strategy s = loom::mask::parse_strategy("mixture(disjoint(0.75):0.8, drop(s1,0.75):0.1, drop(s2,0.75):0.1)");
+  const loom::mask::MaskPlan cpu = loom::mask::make_mask_plan(s, 13, 2, 49, 7, 11, 3);
+  const auto made = loom::mask::make_mask_plan_on<loom::CUDA>(s, 13, 2, 49, 7, 11, 3);
+  const auto moved = cpu.to_device<loom::CUDA>();
+  for (const auto* plan : {&made, &moved}) {
+    REQUIRE(plan->ids_keep.to_vector() == cpu.ids_keep.to_vector());
+    REQUIRE(plan->ids_restore.to_vector() == cpu.ids_restore.to_vector());
+    REQUIRE(plan->mask.to_vector() == cpu.mask.to_vector());
+    REQUIRE(plan->member == cpu.member);
+    REQUIRE((plan->groups == 2 && plan->locations == 49 && plan->visible == cpu.visible));
+  }
 }

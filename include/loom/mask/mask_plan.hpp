@@ -11,8 +11,10 @@
 #include <numeric>
 #include <vector>
 
+#include "loom/core/device_backend.hpp"
 #include "loom/core/parallel.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/cuda/mask_plan.hpp"  // declarations only; defined in loom::kernels
 #include "loom/mask/flat_strategy.hpp"
 #include "loom/mask/mask_rng.hpp"
 #include "loom/mask/sample_plan.hpp"
@@ -20,16 +22,26 @@
 
 namespace loom::mask {
 
-struct MaskPlan {
-  Tensor<int64_t> ids_keep;     // [B, K] visible token indices, in shuffle order
-  Tensor<int64_t> ids_restore;  // [B, T] position of each token in the shuffle
-  Tensor<float> mask;           // [B, T] 1 = hidden, 0 = visible
-  std::vector<int> member;      // per sample: the mixture member used (0 for a plain strategy)
-  int groups = 0;               // G
-  int64_t locations = 0;        // L
-  int64_t visible = 0;          // K
+// The plan's tensors live on Dev (the model's device); `member` is host data.
+template <class Dev = CPU>
+struct BasicMaskPlan {
+  Tensor<int64_t, Dev> ids_keep;     // [B, K] visible token indices, in shuffle order
+  Tensor<int64_t, Dev> ids_restore;  // [B, T] position of each token in the shuffle
+  Tensor<float, Dev> mask;           // [B, T] 1 = hidden, 0 = visible
+  std::vector<int> member;           // per sample: the mixture member used (0 for a plain strategy)
+  int groups = 0;                    // G
+  int64_t locations = 0;             // L
+  int64_t visible = 0;               // K
   int64_t tokens() const { return int64_t(groups) * locations; }
+
+  // The same plan with its tensors copied to device D.
+  template <class D>
+  BasicMaskPlan<D> to_device() const {
+    return {ids_keep.template to_device<D>(), ids_restore.template to_device<D>(), mask.template to_device<D>(),
+            member, groups, locations, visible};
+  }
 };
+using MaskPlan = BasicMaskPlan<CPU>;
 
 // The plan for a batch of B samples at training step `step`. Sample b's plan depends only on
 // (strategy, G, L, seed, step, first_sample + b): the same sample gets the same mask whatever the
@@ -58,6 +70,32 @@ inline MaskPlan make_mask_plan(const Strategy& strategy, int64_t B, int G, int64
                                            restore + b * T, mask + b * T);
   });
   return plan;
+}
+
+// make_mask_plan's plan generated on device Dev: on CUDA by kernels/mask_plan.cu, which runs the
+// same per-sample code (bit-identical plans, no host work beyond reading back `member`).
+template <class Dev>
+BasicMaskPlan<Dev> make_mask_plan_on(const Strategy& strategy, int64_t B, int G, int64_t L, uint64_t seed, uint64_t step,
+                                     uint32_t first_sample = 0) {
+  if constexpr (!Tensor<float, Dev>::kOnDevice) {
+    return make_mask_plan(strategy, B, G, L, seed, step, first_sample);
+  } else {
+    static_assert(loom::detail::cuda_backend_for<Dev>, "make_mask_plan_on<CUDA> needs LOOM_WITH_CUDA (link loom::kernels)");
+    LOOM_CHECK(B >= 0, "make_mask_plan: negative batch size ", B);
+    const int64_t K = visible_count(strategy, G, L), T = int64_t(G) * L;
+    BasicMaskPlan<Dev> plan;
+    plan.groups = G;
+    plan.locations = L;
+    plan.visible = K;
+    plan.ids_keep = Tensor<int64_t, Dev>::empty({B, K});
+    plan.ids_restore = Tensor<int64_t, Dev>::empty({B, T});
+    plan.mask = Tensor<float, Dev>::empty({B, T});
+    const auto member = Tensor<int32_t, Dev>::empty({B});
+    kernels::make_mask_plan_device(strategy, B, G, L, seed, step, first_sample, plan.ids_keep.data(),
+                                   plan.ids_restore.data(), plan.mask.data(), member.data());
+    for (int32_t m : member.to_vector()) plan.member.push_back(int(m));
+    return plan;
+  }
 }
 
 }  // namespace loom::mask

@@ -75,7 +75,7 @@ class MaskedAutoencoder : public MultiModalEncoder<T, Dev> {
   }
 
   // inputs[m]: [B, C_m, H, W] for every modality group (all present in pre-training).
-  MaeOutput<T, Dev> forward(const std::vector<Tensor>& inputs, const mask::MaskPlan& plan) const {
+  MaeOutput<T, Dev> forward(const std::vector<Tensor>& inputs, const mask::BasicMaskPlan<Dev>& plan) const {
     const EncoderConfig& e = this->config;
     const int G = e.G();
     const int64_t L = e.locations();
