@@ -12,6 +12,12 @@
 // gemm_batched call (stride 0 for a broadcast operand); when the right operand is shared by the whole
 // batch and the left one's rows form one strided sequence, the batch is folded into a single GEMM.
 // bf16 converts its operands to float, multiplies in fp32 and rounds the result once.
+//
+// CUDA tensors: cuBLAS (kernels/gemm.cu) with the same no-copy rule, the strides -> (op, ld, batch
+// stride) mapping in loom/cuda/gemm_layout.hpp; fp32 (TF32 when loom::cuda::set_allow_tf32(true)),
+// bf16 in and out with fp32 accumulation (no conversion pass), fp64. The bias is broadcast into the
+// output by a small kernel and the GEMM adds onto it (beta = 1); sums over broadcast dims (bias and
+// batch-broadcast gradients) are detail::sum_to's device reduction.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -24,6 +30,7 @@
 #include "loom/core/iterate.hpp"
 #include "loom/core/parallel.hpp"
 #include "loom/core/tensor.hpp"
+#include "loom/cuda/gemm.hpp"
 #include "loom/ops/view.hpp"
 
 namespace loom {
@@ -121,13 +128,52 @@ void gemm_into(Tensor<T, Dev> a, Tensor<T, Dev> b, const Tensor<T, Dev>& c, T be
   });
 }
 
+// The device counterpart of gemm_into: c (contiguous, broadcast batch shape) = a . b + beta * c
+// through cuBLAS. Operands without a cuBLAS description of their last two dims are made contiguous.
+template <class T, class Dev>
+void gemm_into_device(Tensor<T, Dev> a, Tensor<T, Dev> b, const Tensor<T, Dev>& c, float beta) {
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  if (c.numel() == 0) return;
+  if (K == 0) {  // an empty sum: c = beta * c, and beta is 0 (fresh c) or 1 (c holds the bias)
+    if (beta == 0) Tensor<T, Dev>(c).fill_(T(0));
+    return;
+  }
+  auto operand = [](Tensor<T, Dev>& x) {
+    const int r = x.dim();
+    auto op = cuda::cublas_operand(x.shape()[r - 2], x.shape()[r - 1], x.strides()[r - 2], x.strides()[r - 1]);
+    if (op) return *op;
+    x = x.contiguous();  // irregular inner layout: the one case that copies
+    return *cuda::cublas_operand(x.shape()[r - 2], x.shape()[r - 1], x.strides()[r - 2], x.strides()[r - 1]);
+  };
+  const cuda::CublasOperand oa = operand(a), ob = operand(b);
+  Shape batch;
+  Strides sc;
+  for (int d = 0; d + 2 < c.dim(); ++d) batch.push_back(c.shape()[d]), sc.push_back(c.strides()[d]);
+  for (const cuda::CublasGemmCall& call :
+       cuda::plan_cublas_gemm(M, N, K, oa, ob, batch, batch_strides(a, batch), batch_strides(b, batch), sc, N))
+    cuda::gemm(dtype_traits<T>::tag, call, a.data(), b.data(), beta, c.data());
+}
+
 // a[.., M, K] . b[.., K, N] (+ bias[N] on every row) as a new contiguous tensor, without recording.
 // Shapes are checked by the caller. The bias is written into C first and the GEMM adds onto it
 // (beta = 1), so the add happens in the GEMM's own epilogue instead of a second pass.
 template <class T, class Dev>
 Tensor<T, Dev> matmul_product(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b, const Tensor<T, Dev>& bias = {}) {
   NoGradGuard no_grad;
-  if constexpr (std::is_same_v<T, bf16>) {
+  if constexpr (Tensor<T, Dev>::kOnDevice) {  // cuBLAS takes bf16 as it is: no conversion pass
+    Shape out_shape = matmul_batch_shape(a.shape(), b.shape(), "matmul");
+    const int64_t M = a.size(-2), N = b.size(-1);
+    out_shape.push_back(M);
+    out_shape.push_back(N);
+    Tensor<T, Dev> c = Tensor<T, Dev>::empty(out_shape);  // [batch.., M, N]
+    float beta = 0;
+    if (bias.defined() && c.numel() > 0) {
+      cuda::broadcast_rows(dtype_traits<T>::tag, c.data(), bias.data(), bias.stride(0), c.numel() / N, N);
+      beta = 1;
+    }
+    gemm_into_device(a, b, c, beta);
+    return c;
+  } else if constexpr (std::is_same_v<T, bf16>) {
     const Tensor<float, Dev> bias_f = bias.defined() ? bias.template to<float>() : Tensor<float, Dev>();
     return matmul_product(a.template to<float>(), b.template to<float>(), bias_f).template to<bf16>();
   } else {
@@ -226,7 +272,8 @@ Tensor<T, Dev> matmul_batched(const Tensor<T, Dev>& a, const Tensor<T, Dev>& b) 
 
 template <class T, class Dev>
 void check_matmul_operands() {
-  static_assert(std::is_same_v<Dev, CPU>, "loom ops run on the CPU for now (the CUDA backend comes later)");
+  static_assert(Dev::kind == DeviceKind::cpu || cuda_backend_for<T>,
+                "matrix products on CUDA tensors need LOOM_WITH_CUDA (link loom::kernels)");
   static_assert(FloatElement<T>, "matrix products need a floating-point element type (float, double, bf16)");
 }
 
@@ -296,7 +343,10 @@ Tensor<T, Dev> linear(const Tensor<T, Dev>& x, const Tensor<T, Dev>& weight, con
           if (need_x) gx = detail::matmul_product(g_rows, sw.get()).reshape(x_shape);  // [rows, in]
           if (need_w)
             gw = detail::matmul_product(g_rows.transpose(0, 1), sx.get().reshape({-1, in_features}));  // [out, in]
-          if (need_bias) gb = detail::sum_rows(g_rows);  // [out]
+          if (need_bias) {  // [out]
+            if constexpr (Tensor<T, Dev>::kOnDevice) gb = detail::sum_to(g_rows, Shape{out_features});
+            else gb = detail::sum_rows(g_rows);
+          }
           return std::vector<Tensor<T, Dev>>{gx, gw, gb};
         });
   }
