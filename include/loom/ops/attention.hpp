@@ -18,6 +18,12 @@
 // projection nn::Attention passes do); any other layout is copied once into a contiguous tensor.
 // Memory: O(B·H·S·D), never O(S²). bf16 runs through the float kernel. Derivation: docs/attention.md.
 //
+// CUDA tensors run the handwritten kernels (kernels/flash_attention.cu, fp32 on CUDA cores;
+// flash_attention_bf16.cu, bf16 on tensor cores with fp32 accumulation) through the same custom
+// autograd function shape: forward saves O and the fp32 LSE, backward runs the D = rowsum(dO ∘ O)
+// pre-pass and the deterministic dQ / dK / dV kernels. They take [BH, S, D] contiguous with
+// Dv = D <= 128, so other layouts are copied once; float64 is not supported there.
+//
 // attention_reference is the unfused composition (matmul, softmax, matmul; it materializes the
 // [B, H, Sq, Sk] scores): the reference the fused kernel is tested and benchmarked against.
 #include <algorithm>
@@ -38,6 +44,10 @@
 #include "loom/ops/elementwise.hpp"
 #include "loom/ops/linalg.hpp"
 #include "loom/ops/softmax.hpp"
+
+#if LOOM_WITH_CUDA
+#include "flash_attention.cuh"  // plain C++ declarations of the device kernels (kernels/, loom::kernels)
+#endif
 
 namespace loom {
 
@@ -459,6 +469,53 @@ struct FlashAttention {
   }
 };
 
+// The CUDA tensors' counterpart of FlashAttention (T = float or bf16), defined with the backend.
+template <class T>
+struct FlashAttentionCuda;
+
+#if LOOM_WITH_CUDA
+template <class T>
+struct FlashAttentionCuda {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, bf16>, "FlashAttentionCuda: float or bf16");
+  static constexpr const char* name = "FlashAttentionBackward";
+  using Dev = CUDA;
+
+  static kernels::AttentionDims dims(const Tensor<T, Dev>& q, const Tensor<T, Dev>& k, double scale) {
+    return kernels::AttentionDims{q.size(0) * q.size(1), q.size(2), k.size(2), int(q.size(3)), float(scale)};
+  }
+
+  static Tensor<T, Dev> forward(autograd::FunctionContext& ctx, const Tensor<T, Dev>& q, const Tensor<T, Dev>& k,
+                                const Tensor<T, Dev>& v, double scale) {
+    LOOM_CHECK(v.size(3) == q.size(3) && q.size(3) <= 128, "scaled_dot_product_attention: the CUDA kernels need ",
+               "the same head dim D <= 128 for q, k and v, got q ", q.shape(), ", v ", v.shape());
+    const Tensor<T, Dev> qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();  // [BH, S, D] each
+    Tensor<T, Dev> o = Tensor<T, Dev>::empty(q.shape());                                // [B, H, Sq, D]
+    Tensor<float, Dev> lse = Tensor<float, Dev>::empty({q.size(0), q.size(1), q.size(2)});  // [B, H, Sq]
+    if (o.numel() > 0)
+      kernels::flash_attention_forward<T>(dims(q, k, scale), qc.data(), kc.data(), vc.data(), o.data(), lse.data());
+    ctx.save_for_backward(qc, kc, vc, o, lse);
+    ctx.set("scale", scale);
+    return o;
+  }
+
+  static std::vector<Tensor<T, Dev>> backward(autograd::FunctionContext& ctx, const Tensor<T, Dev>& grad) {
+    const Tensor<T, Dev> q = ctx.saved<T, Dev>(0), k = ctx.saved<T, Dev>(1), v = ctx.saved<T, Dev>(2);
+    const Tensor<T, Dev> o = ctx.saved<T, Dev>(3);
+    const Tensor<float, Dev> lse = ctx.saved<float, Dev>(4);
+    if (o.numel() == 0)  // no queries (or no heads): nothing reaches k and v
+      return {Tensor<T, Dev>::zeros(q.shape()), Tensor<T, Dev>::zeros(k.shape()), Tensor<T, Dev>::zeros(v.shape())};
+    const Tensor<T, Dev> g = grad.contiguous();                                          // [B, H, Sq, D]
+    Tensor<float, Dev> delta = Tensor<float, Dev>::empty({q.size(0), q.size(1), q.size(2)});  // rowsum(dO ∘ O)
+    Tensor<T, Dev> dq = Tensor<T, Dev>::empty(q.shape()), dk = Tensor<T, Dev>::empty(k.shape()),
+                   dv = Tensor<T, Dev>::empty(v.shape());
+    kernels::flash_attention_backward<T>(dims(q, k, ctx.get<double>("scale")), q.data(), k.data(), v.data(),
+                                         o.data(), g.data(), lse.data(), delta.data(), dq.data(), dk.data(),
+                                         dv.data());
+    return {dq, dk, dv};
+  }
+};
+#endif
+
 }  // namespace detail::flash
 
 // Fused attention: q [B, H, Sq, D], k [B, H, Sk, D], v [B, H, Sk, Dv] -> [B, H, Sq, Dv]; scale
@@ -466,10 +523,16 @@ struct FlashAttention {
 template <class T, class Dev>
 Tensor<T, Dev> scaled_dot_product_attention(const Tensor<T, Dev>& q, const Tensor<T, Dev>& k, const Tensor<T, Dev>& v,
                                             double scale = 0) {
-  static_assert(Dev::kind == DeviceKind::cpu, "scaled_dot_product_attention: CPU only for now");
   detail::flash::check_args(q, k, v, scale);
   scale = detail::flash::resolve_scale(scale, q.size(3));
-  if constexpr (std::is_same_v<T, bf16>) {  // computed in float, rounded once at the end
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    static_assert(detail::cuda_backend_for<T>,
+                  "scaled_dot_product_attention on CUDA tensors needs LOOM_WITH_CUDA (link loom::kernels)");
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, bf16>)
+      return autograd::Function<detail::flash::FlashAttentionCuda<T>>::apply(q, k, v, scale);
+    else
+      detail::fail("scaled_dot_product_attention: ", dtype_traits<T>::name, " is not supported on CUDA (float or bf16)");
+  } else if constexpr (std::is_same_v<T, bf16>) {  // computed in float, rounded once at the end
     return scaled_dot_product_attention(q.template to<float>(), k.template to<float>(), v.template to<float>(), scale)
         .template to<bf16>();
   } else {
