@@ -8,7 +8,9 @@
 //                combined in a fixed order. Used for e.g. a bias gradient, [M, N] summed over M.
 //   finish       when the reduced range is cut into several chunks (reduce_split: shape-only), the
 //                first pass writes fp32 partials [chunk][output] and this kernel merges them in order.
-// Also scale_strided (mean's backward) and extreme_backward (amax / amin's tie-sharing gradient).
+// Ops: sum (with a scale: mean), max, min (NaN wins), count_equal (amax / amin ties), sum_squares
+// (fp32 out, for a gradient norm). Also scale_strided (mean's backward) and extreme_backward
+// (amax / amin's tie-sharing gradient).
 // Index math: loom/cuda/reduce_map.hpp (CPU-tested in tests/cuda/test_reduce_map.cpp).
 // How to run: tests/cuda/test_device_reduce.cpp (SKIPs without a GPU) compares every op against the
 // CPU op; benchmarks/gpu/run.sh runs it.
@@ -35,7 +37,7 @@ using kernels::detail::SumFold;
 constexpr int kColumnWidth = 32;  // outputs per column-mode block
 constexpr int kColumnLanes = 8;   // reduced-index lanes per column-mode block
 
-// The fp32 fold of each op (count_equal sums ones).
+// The fp32 fold of each op (count_equal sums ones, sum_squares squares).
 template <ReduceOp kOp>
 struct FoldOf {
   using type = SumFold;
@@ -49,17 +51,19 @@ struct FoldOf<ReduceOp::min> {
   using type = ExtremeFold<false>;
 };
 
-// The value element p contributes to output o: itself, or (count_equal) 1 when it equals target[o].
+// The value element p contributes to output o: itself, its square, or (count_equal) 1 when it
+// equals target[o].
 template <ReduceOp kOp, class T>
 __device__ __forceinline__ float take(const T* p, const T* target, int64_t o) {
   if constexpr (kOp == ReduceOp::count_equal) return load(p) == load(target + o) ? 1.f : 0.f;
+  else if constexpr (kOp == ReduceOp::sum_squares) return load(p) * load(p);
   else return load(p);
 }
 
-// Stores a finished value: the element type with `scale` (sum) or the fp32 count.
+// Stores a finished value: the element type with `scale` (sum), or fp32 (count_equal, sum_squares).
 template <ReduceOp kOp, class T>
 __device__ __forceinline__ void store_result(void* out, int64_t o, float v, float scale) {
-  if constexpr (kOp == ReduceOp::count_equal) static_cast<float*>(out)[o] = v;
+  if constexpr (kOp == ReduceOp::count_equal || kOp == ReduceOp::sum_squares) static_cast<float*>(out)[o] = v;
   else if constexpr (kOp == ReduceOp::sum) store(static_cast<T*>(out) + o, v * scale);
   else store(static_cast<T*>(out) + o, v);
 }
@@ -188,7 +192,7 @@ __global__ void extreme_backward_kernel(T* gx, const T* x, const T* value, const
 void reduce_strided(DType type, ReduceOp op, void* out, const void* in, const ReduceMap& map, double scale,
                     const void* target) {
   if (map.n_out == 0) return;
-  LOOM_CHECK(map.n_red > 0 || op == ReduceOp::sum || op == ReduceOp::count_equal,
+  LOOM_CHECK(map.n_red > 0 || (op != ReduceOp::max && op != ReduceOp::min),
              "reduce: cannot take the max / min over zero elements");
   with_float_type("reduce", type, [&](auto tag) {
     using T = decltype(tag);
@@ -200,6 +204,7 @@ void reduce_strided(DType type, ReduceOp op, void* out, const void* in, const Re
       case ReduceOp::max: return launch_reduce<ReduceOp::max, T>(out, x, t, map, s);
       case ReduceOp::min: return launch_reduce<ReduceOp::min, T>(out, x, t, map, s);
       case ReduceOp::count_equal: return launch_reduce<ReduceOp::count_equal, T>(out, x, t, map, s);
+      case ReduceOp::sum_squares: return launch_reduce<ReduceOp::sum_squares, T>(out, x, t, map, s);
     }
   });
 }

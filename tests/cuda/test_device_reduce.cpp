@@ -10,6 +10,7 @@
 #include <random>
 
 #include "loom/cuda/device_info.hpp"
+#include "loom/cuda/reduce.hpp"
 #include "loom/loom.hpp"
 #include "support/check.hpp"
 
@@ -139,6 +140,28 @@ TEST_CASE("CUDA reductions: long reductions split into chunks (row and column mo
   v[1234] = NAN;
   const Tensor<float> with_nan = Tensor<float>::from_vector({2, 1000}, v);
   loom::test::require_close(loom::amax(with_nan.to_device<CUDA>(), {1}), values(loom::amax(with_nan, {1})), tol);
+}
+
+TEST_CASE("CUDA sum_squares (a gradient norm's reduction) matches a double sum, float and bf16", "[cuda][reduce]") {
+  REQUIRE_GPU();
+  auto check = [](auto tag) {
+    using T = decltype(tag);
+    for (const Shape& shape : {Shape{1}, Shape{97}, Shape{225, 7}, Shape{1025, 300}}) {
+      const Tensor<T> x = random_tensor<T>(shape, uint32_t(shape.numel()), 0.f);
+      double want = 0;
+      for (const T& v : x.to_vector()) want += double(v) * double(v);
+      std::array<bool, loom::kMaxRank> all{};
+      all.fill(true);
+      const Tensor<T, CUDA> dev = x.template to_device<CUDA>().transpose(0, -1);  // strided when rank 2
+      Tensor<float, CUDA> got = Tensor<float, CUDA>::empty({1});
+      loom::cuda::reduce_tensor(loom::dtype_traits<T>::tag, loom::cuda::ReduceOp::sum_squares, got.data(), dev.data(),
+                                dev.shape(), dev.strides(), all);
+      INFO("shape " << shape);
+      loom::test::require_close(got, {want}, loom::test::tol_for<float>());
+    }
+  };
+  check(float{});
+  check(bf16{});
 }
 
 TEST_CASE("CUDA sum_to (the broadcast-gradient reduction) matches the CPU", "[cuda][reduce]") {

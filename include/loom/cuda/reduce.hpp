@@ -20,9 +20,11 @@ enum class ReduceOp {
   max,          // largest; a NaN wins
   min,          // smallest; a NaN wins
   count_equal,  // how many elements equal the output's `target` (ties of amax / amin)
+  sum_squares,  // sum of x^2 (e.g. a gradient norm), kept in fp32
 };
 
-// out[o] (dense, n_out elements of `type`; f32 for count_equal) = op over r of in[map.input_offset(o, r)].
+// out[o] (dense, n_out elements of `type`; f32 for count_equal and sum_squares) = op over r of
+// in[map.input_offset(o, r)].
 // `target` (count_equal only): n_out dense elements of `type`.
 void reduce_strided(DType type, ReduceOp op, void* out, const void* in, const ReduceMap& map, double scale = 1.0,
                     const void* target = nullptr);

@@ -21,12 +21,15 @@ struct ReduceMap {
   int64_t n_out = 1;     // outputs
   int64_t n_red = 1;     // input elements folded into each output
 
+  // Rank 1 (the common case after coalescing) needs no division.
   LOOM_HOST_DEVICE int64_t kept_offset(int64_t o) const {
+    if (kept.rank == 1) return o * kept.stride[0][0];
     int64_t off[1];
     kept.offsets(o, off);
     return off[0];
   }
   LOOM_HOST_DEVICE int64_t reduced_offset(int64_t r) const {
+    if (reduced.rank == 1) return r * reduced.stride[0][0];
     int64_t off[1];
     reduced.offsets(r, off);
     return off[0];
