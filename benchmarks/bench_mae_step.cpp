@@ -1,7 +1,10 @@
-// bench_mae_step: img/s of loom's MAE training steps on the CPU, one JSON line per run, for the
-// side-by-side comparison with PyTorch (benchmarks/compare_torch.sh, benchmarks/mae_step_torch.py).
+// bench_mae_step: img/s of loom's MAE training steps, one JSON line per run, for the side-by-side
+// comparison with PyTorch (benchmarks/compare_torch.sh, benchmarks/mae_step_torch.py).
 //
 //   bench_mae_step --config b --mode pretrain --warmup 3 --steps 10 --threads 2
+//   bench_mae_step_gpu --device cuda --config b --batch 256     (built with loom::kernels: the same
+//       step on CUDA tensors, timed between device synchronizations; benchmarks/gpu/run.sh runs it
+//       beside `mae_step_torch.py --device cuda`)
 //
 // Configurations (the model exactly as examples/mae_pretrain builds it, via train::encoder_shape /
 // train::decoder_shape, group tokens S1 {2 bands} + S2 {12 bands}):
@@ -46,10 +49,19 @@
 #include "loom/optim/clip.hpp"
 #include "loom/optim/param_groups.hpp"
 #include "loom/train/mae_config.hpp"
+#if LOOM_WITH_CUDA
+#include "loom/cuda/device_memory.hpp"
+#endif
 
 namespace {
 
 using loom::Tensor;
+
+struct Args {
+  std::string config_name = "b", mode = "pretrain", device = "cpu";
+  int warmup = 3, steps = 10, threads = 2;
+  int64_t batch = 0;  // 0: the configuration's
+};
 
 struct BenchConfig {
   std::string name;
@@ -78,57 +90,70 @@ double peak_rss_mib() {
   return double(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
-Tensor<float> random_images(int64_t B, int64_t C, int64_t S, loom::Generator& gen) {
-  return loom::uniform<float, loom::CPU>({B, C, S, S}, -1.0, 1.0, gen);  // [B, C, S, S]
+template <class Dev>
+Tensor<float, Dev> random_images(int64_t B, int64_t C, int64_t S, loom::Generator& gen) {
+  return loom::uniform<float, loom::CPU>({B, C, S, S}, -1.0, 1.0, gen).to_device<Dev>();  // [B, C, S, S]
 }
 
-int64_t parameter_count(const std::vector<Tensor<float>>& params) {
-  int64_t n = 0;
-  for (const auto& p : params) n += p.numel();
-  return n;
+// Waits for the device's queued work (a no-op on the CPU), so that wall time covers the step.
+template <class Dev>
+void synchronize() {
+#if LOOM_WITH_CUDA
+  if constexpr (Tensor<float, Dev>::kOnDevice) loom::cuda::synchronize();
+#endif
 }
 
 // Seconds spent in each phase of the step (forward + loss, backward, clipping + optimizer),
-// summed over the timed steps.
+// summed over the timed steps; on a device each lap waits for the phase's kernels first.
+template <class Dev>
 struct PhaseClock {
   double forward = 0, backward = 0, update = 0;
   std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
   void start() { last = std::chrono::steady_clock::now(); }
   void lap(double& into) {
+    synchronize<Dev>();
     const auto now = std::chrono::steady_clock::now();
     into += std::chrono::duration<double>(now - last).count();
     last = now;
   }
 };
 
-}  // namespace
+// Peak bytes held by tensors on Dev since the start.
+template <class Dev>
+double tensor_peak_mib() {
+#if LOOM_WITH_CUDA
+  if constexpr (Tensor<float, Dev>::kOnDevice) return double(loom::cuda::device_memory_stats().peak_bytes) / (1 << 20);
+#endif
+  return double(loom::memory_stats<loom::CPU>().peak_bytes) / (1 << 20);
+}
 
-int main(int argc, char** argv) {
-  std::string config_name = "b", mode = "pretrain";
-  int warmup = 3, steps = 10, threads = 2;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw loom::Error("bench_mae_step: " + a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--config") config_name = value();
-    else if (a == "--mode") mode = value();
-    else if (a == "--warmup") warmup = std::stoi(value());
-    else if (a == "--steps") steps = std::stoi(value());
-    else if (a == "--threads") threads = std::stoi(value());
-    else {
-      std::fprintf(stderr, "usage: bench_mae_step [--config a|b] [--mode pretrain|finetune|inference] [--warmup N] "
-                           "[--steps N] [--threads N]\n");
-      return 2;
-    }
-  }
-  if (mode != "pretrain" && mode != "finetune" && mode != "inference") {
-    std::fprintf(stderr, "bench_mae_step: unknown --mode '%s'\n", mode.c_str());
-    return 2;
-  }
+// Allocations that missed the allocator's block cache so far (system allocations on the CPU,
+// cudaMalloc calls on the device).
+template <class Dev>
+int64_t allocation_misses() {
+#if LOOM_WITH_CUDA
+  if constexpr (Tensor<float, Dev>::kOnDevice) return int64_t(loom::cuda::device_memory_stats().device_mallocs);
+#endif
+  return loom::memory_stats<loom::CPU>().system_allocations;
+}
+
+template <class Dev>
+int64_t parameter_count(const std::vector<Tensor<float, Dev>>& params) {
+  int64_t n = 0;
+  for (const auto& p : params) n += p.numel();
+  return n;
+}
+
+
+
+template <class Dev>
+int run(const Args& args) {
+  using FloatTensor = Tensor<float, Dev>;
+  const std::string& mode = args.mode;
+  const int warmup = args.warmup, steps = args.steps, threads = args.threads;
   loom::set_num_threads(threads);
-  const BenchConfig bc = config_named(config_name);
+  BenchConfig bc = config_named(args.config_name);
+  if (args.batch > 0) bc.batch = args.batch;
 
   // The model as mae_pretrain builds it.
   loom::train::MaePretrainConfig tc;
@@ -144,7 +169,7 @@ int main(int argc, char** argv) {
   const double D = double(e.dim), Dd = double(dec.dim);
 
   loom::Generator gen(0);
-  const Tensor<float> s1 = random_images(B, 2, bc.image, gen), s2 = random_images(B, 12, bc.image, gen);
+  const FloatTensor s1 = random_images<Dev>(B, 2, bc.image, gen), s2 = random_images<Dev>(B, 12, bc.image, gen);
   double patch_embed_flops = 0, pred_flops = 0;
   for (int g = 0; g < G; ++g) {
     patch_embed_flops += 2.0 * double(B * L) * double(e.group_channels(g) * p2) * D;
@@ -152,20 +177,20 @@ int main(int argc, char** argv) {
   }
 
   std::function<void(int64_t)> step;
-  PhaseClock clock;
-  std::vector<Tensor<float>> params;
+  PhaseClock<Dev> clock;
+  std::vector<FloatTensor> params;
   double forward_flops = 0;
   bool training = mode != "inference";
-  std::unique_ptr<loom::models::MaskedAutoencoder<float>> mae;
-  std::unique_ptr<loom::models::MultiLabelClassifier<float>> clf;
-  std::unique_ptr<loom::optim::AdamW<float>> opt;
+  std::unique_ptr<loom::models::MaskedAutoencoder<float, Dev>> mae;
+  std::unique_ptr<loom::models::MultiLabelClassifier<float, Dev>> clf;
+  std::unique_ptr<loom::optim::AdamW<float, Dev>> opt;
   const loom::mask::Strategy strategy = loom::mask::parse_strategy(loom::train::mask_spec(tc), {"s1", "s2"});
   const int64_t K = loom::mask::visible_count(strategy, G, L);
-  const Tensor<float> labels = [&] {
+  const FloatTensor labels = [&] {
     const Tensor<float> u = loom::uniform<float, loom::CPU>({B, 19}, 0.0, 1.0, gen);
     std::vector<float> y;
     for (float v : u.to_vector()) y.push_back(v < 0.2f ? 1.0f : 0.0f);
-    return Tensor<float>::from_vector({B, 19}, y);  // [B, 19] multi-hot
+    return FloatTensor::from_vector({B, 19}, y);  // [B, 19] multi-hot
   }();
   const double lr = 1e-4, clip = 1.0;
 
@@ -174,19 +199,19 @@ int main(int argc, char** argv) {
     mc.encoder = e;
     mc.decoder_dim = dec.dim, mc.decoder_depth = dec.depth, mc.decoder_heads = dec.heads;
     mc.norm_pix = true;
-    mae = std::make_unique<loom::models::MaskedAutoencoder<float>>(mc, gen);
+    mae = std::make_unique<loom::models::MaskedAutoencoder<float, Dev>>(mc, gen);
     mae->train();
     params = mae->parameters();
-    opt = std::make_unique<loom::optim::AdamW<float>>(loom::optim::make_param_groups(mae->named_parameters(), 0.05),
+    opt = std::make_unique<loom::optim::AdamW<float, Dev>>(loom::optim::make_param_groups(mae->named_parameters(), 0.05),
                                                       loom::optim::AdamWOptions().betas(0.9, 0.95).with_eps(1e-8));
     forward_flops = patch_embed_flops + double(e.depth) * block_flops(double(B), double(1 + K), D) +
                     2.0 * double(B * (1 + K)) * D * Dd + double(dec.depth) * block_flops(double(B), double(1 + G * L), Dd) +
                     pred_flops;
     step = [&](int64_t s) {
       clock.start();
-      const loom::mask::MaskPlan plan = loom::mask::make_mask_plan(strategy, B, G, L, 0, uint64_t(s));
+      const auto plan = loom::mask::make_mask_plan_on<Dev>(strategy, B, G, L, 0, uint64_t(s));
       opt->zero_grad();
-      const loom::models::MaeOutput<float> out = mae->forward({s1, s2}, plan);
+      const loom::models::MaeOutput<float, Dev> out = mae->forward({s1, s2}, plan);
       clock.lap(clock.forward);
       out.loss.total.backward();
       clock.lap(clock.backward);
@@ -198,7 +223,7 @@ int main(int argc, char** argv) {
     loom::models::ClassifierConfig cc;
     cc.encoder = e;
     cc.num_classes = 19;
-    clf = std::make_unique<loom::models::MultiLabelClassifier<float>>(cc, gen);
+    clf = std::make_unique<loom::models::MultiLabelClassifier<float, Dev>>(cc, gen);
     // The final norm is unused with average pooling (timm: Identity); PyTorch's model has no such
     // parameters, so they are frozen here and left out of the count.
     clf->norm->weight.requires_grad_(false);
@@ -208,13 +233,13 @@ int main(int argc, char** argv) {
     forward_flops = patch_embed_flops + double(e.depth) * block_flops(double(B), double(1 + G * L), D) + 2.0 * double(B) * D * 19;
     if (training) {
       clf->train();
-      opt = std::make_unique<loom::optim::AdamW<float>>(loom::optim::make_param_groups(clf->named_parameters(), 0.05),
+      opt = std::make_unique<loom::optim::AdamW<float, Dev>>(loom::optim::make_param_groups(clf->named_parameters(), 0.05),
                                                         loom::optim::AdamWOptions().betas(0.9, 0.999).with_eps(1e-8));
       step = [&](int64_t) {
         clock.start();
         opt->zero_grad();
-        const Tensor<float> logits = clf->forward({s1, s2});  // [B, 19]
-        const Tensor<float> loss = loom::binary_cross_entropy_with_logits(logits, labels);
+        const FloatTensor logits = clf->forward({s1, s2});  // [B, 19]
+        const FloatTensor loss = loom::binary_cross_entropy_with_logits(logits, labels);
         clock.lap(clock.forward);
         loss.backward();
         clock.lap(clock.backward);
@@ -227,7 +252,7 @@ int main(int argc, char** argv) {
       step = [&](int64_t) {
         clock.start();
         loom::NoGradGuard guard;
-        const Tensor<float> logits = clf->forward({s1, s2});
+        const FloatTensor logits = clf->forward({s1, s2});
         (void)logits;
         clock.lap(clock.forward);
       };
@@ -236,14 +261,16 @@ int main(int argc, char** argv) {
   const double step_flops = training ? 3.0 * forward_flops - patch_embed_flops : forward_flops;
 
   for (int s = 0; s < warmup; ++s) step(s);
+  synchronize<Dev>();
   // Allocations that missed loom's block cache during the timed steps (0: no steady-state
   // allocation from the system, hence no page faults on fresh pages).
-  const int64_t misses_before = loom::memory_stats<loom::CPU>().system_allocations;
-  clock = PhaseClock{};
+  const int64_t misses_before = allocation_misses<Dev>();
+  clock = PhaseClock<Dev>{};
   std::vector<double> times;
   for (int s = 0; s < steps; ++s) {
     const auto t0 = std::chrono::steady_clock::now();
     step(warmup + s);
+    synchronize<Dev>();
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::vector<double> sorted = times;
@@ -252,16 +279,51 @@ int main(int argc, char** argv) {
   double total = 0;
   for (double t : times) total += t;
   const double mean = times.empty() ? 0.0 : total / double(times.size());
-  const loom::MemoryStats mem = loom::memory_stats<loom::CPU>();
-  const int64_t steady_misses = mem.system_allocations - misses_before;
+  const int64_t steady_misses = allocation_misses<Dev>() - misses_before;
   std::printf(
-      "{\"impl\": \"loom\", \"config\": \"%s\", \"mode\": \"%s\", \"batch\": %lld, \"threads\": %d, \"params\": %lld, "
+      "{\"impl\": \"loom\", \"device\": \"%s\", \"config\": \"%s\", \"mode\": \"%s\", \"batch\": %lld, \"threads\": %d, \"params\": %lld, "
       "\"img_per_s\": %.3f, \"step_ms_median\": %.2f, \"step_ms_mean\": %.2f, \"peak_rss_mib\": %.1f, "
       "\"tensor_peak_mib\": %.1f, \"gflop_per_step\": %.3f, \"gflops\": %.2f, \"visible_tokens\": %lld, "
       "\"steady_state_system_allocations\": %lld, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"update_ms\": %.1f, \"cpu_s\": %.2f}\n",
-      bc.name.c_str(), mode.c_str(), (long long)B, threads, (long long)parameter_count(params), double(B) / median,
-      1e3 * median, 1e3 * mean, peak_rss_mib(), double(mem.peak_bytes) / (1 << 20), step_flops * 1e-9,
+      Dev::name, bc.name.c_str(), mode.c_str(), (long long)B, threads, (long long)parameter_count(params),
+      double(B) / median, 1e3 * median, 1e3 * mean, peak_rss_mib(), tensor_peak_mib<Dev>(), step_flops * 1e-9,
       step_flops * 1e-9 / median, (long long)K, (long long)steady_misses, 1e3 * clock.forward / std::max(1, steps),
       1e3 * clock.backward / std::max(1, steps), 1e3 * clock.update / std::max(1, steps), process_cpu_s());
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw loom::Error("bench_mae_step: " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--config") args.config_name = value();
+    else if (a == "--mode") args.mode = value();
+    else if (a == "--device") args.device = value();
+    else if (a == "--warmup") args.warmup = std::stoi(value());
+    else if (a == "--steps") args.steps = std::stoi(value());
+    else if (a == "--threads") args.threads = std::stoi(value());
+    else if (a == "--batch") args.batch = std::stoll(value());
+    else {
+      std::fprintf(stderr, "usage: bench_mae_step [--config a|b] [--mode pretrain|finetune|inference] [--device cpu|cuda] "
+                           "[--batch N] [--warmup N] [--steps N] [--threads N]\n");
+      return 2;
+    }
+  }
+  if (args.mode != "pretrain" && args.mode != "finetune" && args.mode != "inference") {
+    std::fprintf(stderr, "bench_mae_step: unknown --mode '%s'\n", args.mode.c_str());
+    return 2;
+  }
+  if (args.device == "cpu") return run<loom::CPU>(args);
+#if LOOM_WITH_CUDA
+  if (args.device == "cuda") return run<loom::CUDA>(args);
+#endif
+  std::fprintf(stderr, "bench_mae_step: unknown --device '%s' (this build has cpu%s)\n", args.device.c_str(),
+               loom::detail::kCudaBackend ? " and cuda" : "; bench_mae_step_gpu has cuda");
+  return 2;
 }
