@@ -18,6 +18,7 @@
 #include "loom/ops/concat.hpp"
 #include "loom/ops/index.hpp"
 #include "loom/optim/adamw.hpp"
+#include "loom/optim/clip.hpp"
 #include "support/check.hpp"
 
 using loom::bf16;
@@ -260,8 +261,9 @@ TEMPLATE_TEST_CASE("CUDA masked group loss equals the CPU loss and gradient", "[
       const loom::test::Tol tol{1e-6, 1e-5};  // fp32 sums in a fixed order vs the CPU's double
       loom::test::require_close(dev.per_group, cpu.per_group, tol);
       loom::test::require_close(dev.total, loom::test::to_double(cpu.total), loom::test::tol_for<T>());
-      cpu.total.backward();
-      dev.total.backward();
+      const Tensor<T> half = Tensor<T>::scalar(T(0.5f));  // a loss gradient other than 1: scaled through mul
+      cpu.total.backward(half);
+      dev.total.backward(up(half));
       for (int g = 0; g < 3; ++g)
         loom::test::require_close(predsd[size_t(g)].grad(), loom::test::to_double(preds[size_t(g)].grad()),
                                   std::is_same_v<T, float> ? tol : loom::test::tol_for<T>());
@@ -336,4 +338,24 @@ TEMPLATE_TEST_CASE("CUDA AdamW steps equal the CPU optimizer's", "[cuda][adamw]"
     INFO(sc[k].first);
     loom::test::require_close(sd[k].second, loom::test::to_double(sc[k].second), {1e-7, 1e-5});
   }
+}
+
+TEST_CASE("CUDA clip_grad_norm gives the CPU's norm and scaled gradients", "[cuda][adamw]") {
+  REQUIRE_GPU();
+  std::vector<Tensor<float>> cpu;
+  std::vector<Tensor<float, CUDA>> dev;
+  for (const Shape& s : {Shape{37}, Shape{5, 3}}) {
+    const Tensor<float> g = values<float>(s, int(s.numel()));
+    cpu.push_back(Tensor<float>::zeros(s));
+    cpu.back().set_grad(g.clone());
+    dev.push_back(Tensor<float, CUDA>::zeros(s));
+    dev.back().set_grad(up(g));
+  }
+  dev.push_back(Tensor<float, CUDA>::zeros({3}));  // a parameter without a gradient is skipped
+  const double norm_cpu = loom::optim::clip_grad_norm(cpu, 1.5);
+  const double norm_dev = loom::optim::clip_grad_norm(dev, 1.5);
+  REQUIRE(norm_dev == norm_cpu);  // the same values summed in the same order in double
+  REQUIRE(norm_cpu > 1.5);        // so the gradients were scaled
+  for (size_t i = 0; i < cpu.size(); ++i)
+    loom::test::require_close(dev[i].grad(), loom::test::to_double(cpu[i].grad()), loom::test::tol_for<float>());
 }

@@ -3,9 +3,8 @@
 // together exceeds max_norm, scale every gradient by max_norm / (norm + 1e-6). Returns the norm
 // before clipping (summed in double).
 // CUDA gradients: the norm is summed on the host from downloaded gradients (the CPU's sum, bit for
-// bit, but one transfer of every gradient per call: to become a device reduction once
-// loom/ops/reduce.hpp runs on CUDA), and the scaling is mul_ (loom/ops/elementwise_inplace.hpp),
-// which runs on CUDA once the elementwise ops do.
+// bit, but one transfer of every gradient per call: to become a device reduction), and the
+// scaling is the device mul_ (loom/ops/elementwise_inplace.hpp).
 #include <cmath>
 #include <vector>
 
