@@ -8,6 +8,8 @@
 //                combined in a fixed order. Used for e.g. a bias gradient, [M, N] summed over M.
 //   finish       when the reduced range is cut into several chunks (reduce_split: shape-only), the
 //                first pass writes fp32 partials [chunk][output] and this kernel merges them in order.
+//   arg_extreme  max / min over one dim with the index of the first extreme: row mode with an
+//                order-free (value, index) combine (loom/cuda/arg_extreme.hpp); put_along its backward.
 // Ops: sum (with a scale: mean), max, min (NaN wins), count_equal (amax / amin ties), sum_squares
 // (fp32 out, for a gradient norm). Also scale_strided (mean's backward) and extreme_backward
 // (amax / amin's tie-sharing gradient).
@@ -22,6 +24,7 @@
 #include "block_fold.cuh"
 #include "cuda_check.cuh"
 #include "device_types.cuh"
+#include "loom/cuda/arg_extreme.hpp"
 #include "loom/cuda/device_memory.hpp"
 #include "loom/cuda/reduce.hpp"
 
@@ -166,6 +169,54 @@ void with_float_type(const char* op, DType type, F&& f) {
   }
 }
 
+// One block per output (grid-stride): each thread folds r = threadIdx.x, + blockDim.x, ...; then a
+// shuffle tree per warp and warp 0 over the warps. arg_combine makes the order irrelevant.
+template <class T, bool kMax>
+__global__ void arg_extreme_kernel(T* values, int64_t* indices, const T* in, ReduceMap map) {
+  __shared__ float warp_values[32];
+  __shared__ int64_t warp_indices[32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, n_warps = blockDim.x / 32;
+  for (int64_t o = blockIdx.x; o < map.n_out; o += gridDim.x) {
+    const int64_t base = map.kept_offset(o);
+    ArgExtreme best;
+    for (int64_t r = threadIdx.x; r < map.n_red; r += blockDim.x)
+      best = arg_combine<kMax>(best, ArgExtreme{load(in + base + map.reduced_offset(r)), r});
+    auto warp_fold = [&]() {
+      for (int step = 16; step > 0; step /= 2) {
+        ArgExtreme other;
+        other.value = __shfl_down_sync(0xffffffffu, best.value, step);
+        other.index = __shfl_down_sync(0xffffffffu, (long long)best.index, step);
+        best = arg_combine<kMax>(best, other);
+      }
+    };
+    warp_fold();
+    if (lane == 0) {
+      warp_values[warp] = best.value;
+      warp_indices[warp] = best.index;
+    }
+    __syncthreads();
+    if (warp == 0) {
+      best = lane < n_warps ? ArgExtreme{warp_values[lane], warp_indices[lane]} : ArgExtreme{};
+      warp_fold();
+      if (lane == 0) {
+        indices[o] = best.index;
+        if (values) store(values + o, best.value);
+      }
+    }
+    __syncthreads();
+  }
+}
+
+template <class T>
+__global__ void put_along_kernel(T* dst, const T* src, const int64_t* index, OffsetMap<3> map, int64_t n,
+                                 int64_t step) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[3];
+    map.offsets(i, off);
+    dst[off[0] + index[off[2]] * step] = src[off[1]];
+  }
+}
+
 template <class T>
 __global__ void scale_kernel(T* dst, const T* src, OffsetMap<2> map, int64_t n, float factor) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -207,6 +258,32 @@ void reduce_strided(DType type, ReduceOp op, void* out, const void* in, const Re
       case ReduceOp::sum_squares: return launch_reduce<ReduceOp::sum_squares, T>(out, x, t, map, s);
     }
   });
+}
+
+void arg_extreme(DType type, bool is_max, void* values, int64_t* indices, const void* in, const ReduceMap& map) {
+  if (map.n_out == 0) return;
+  LOOM_CHECK(map.n_red > 0, "max / min: cannot reduce over zero elements");
+  with_float_type(is_max ? "max" : "min", type, [&](auto tag) {
+    using T = decltype(tag);
+    const unsigned grid = unsigned(map.n_out < 0x7fffffff ? map.n_out : 0x7fffffff);
+    const int threads = row_threads(map.n_red);
+    T* v = static_cast<T*>(values);
+    const T* x = static_cast<const T*>(in);
+    if (is_max) arg_extreme_kernel<T, true><<<grid, threads>>>(v, indices, x, map);
+    else arg_extreme_kernel<T, false><<<grid, threads>>>(v, indices, x, map);
+  });
+  LOOM_CUDA_CHECK_LAUNCH();
+}
+
+void put_along(DType type, void* dst, const void* src, const int64_t* index, const OffsetMap<3>& map, int64_t numel,
+               int64_t step) {
+  if (numel == 0) return;
+  with_float_type("max / min backward", type, [&](auto tag) {
+    using T = decltype(tag);
+    put_along_kernel<<<grid_for(numel, 256), 256>>>(static_cast<T*>(dst), static_cast<const T*>(src), index, map,
+                                                    numel, step);
+  });
+  LOOM_CUDA_CHECK_LAUNCH();
 }
 
 void scale_strided(DType type, void* dst, const void* src, const OffsetMap<2>& map, int64_t numel, double factor) {

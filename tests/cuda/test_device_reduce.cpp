@@ -142,6 +142,57 @@ TEST_CASE("CUDA reductions: long reductions split into chunks (row and column mo
   loom::test::require_close(loom::amax(with_nan.to_device<CUDA>(), {1}), values(loom::amax(with_nan, {1})), tol);
 }
 
+TEST_CASE("CUDA max / min / argmax / argmin over a dim: values, first-occurrence indices, gradients",
+          "[cuda][reduce]") {
+  REQUIRE_GPU();
+  auto check = [](auto tag) {
+    using T = decltype(tag);
+    auto same = [](const auto& t) { return t; };
+    auto transposed = [](const auto& t) { return t.transpose(0, 1); };
+    uint32_t seed = 300;
+    for (int64_t n : kSizes) {
+      INFO("extent " << n);
+      for (bool keepdim : {false, true}) {
+        const std::vector<std::pair<Shape, int64_t>> cases = {{{3, n}, 1}, {{n, 5}, 0}, {{2, n, 3}, -2}};
+        for (const auto& [shape, dim] : cases) {
+          const Tensor<T> ties = tied_tensor<T>(shape, seed++);  // ties: the first occurrence must win
+          for (bool is_max : {true, false}) {
+            auto op = [&, d = dim](const auto& t) {
+              return is_max ? loom::max(t, d, keepdim).values : loom::min(t, d, keepdim).values;
+            };
+            check_against_cpu<T>(ties, same, op, loom::test::tol_for<T>(), seed++);
+            const auto want = is_max ? loom::argmax(ties, dim, keepdim) : loom::argmin(ties, dim, keepdim);
+            const Tensor<T, CUDA> dev = ties.template to_device<CUDA>();
+            const auto got = is_max ? loom::argmax(dev, dim, keepdim) : loom::argmin(dev, dim, keepdim);
+            REQUIRE(got.shape() == want.shape());
+            REQUIRE(got.to_vector() == want.to_vector());
+            REQUIRE((is_max ? loom::max(dev, dim, keepdim) : loom::min(dev, dim, keepdim)).indices.to_vector() ==
+                    want.to_vector());
+          }
+        }
+        const Tensor<T> base = tied_tensor<T>({5, n}, seed++);  // read as [n, 5]
+        check_against_cpu<T>(base, transposed, [&](const auto& t) { return loom::max(t, 0, keepdim).values; },
+                             loom::test::tol_for<T>(), seed++);
+        check_against_cpu<T>(base, transposed, [&](const auto& t) { return loom::min(t, 1, keepdim).values; },
+                             loom::test::tol_for<T>(), seed++);
+      }
+    }
+    // Over all elements, and a NaN (the first one wins).
+    const Tensor<T> x = tied_tensor<T>({37, 41}, 7);
+    REQUIRE(loom::argmax(x.template to_device<CUDA>()).item() == loom::argmax(x).item());
+    REQUIRE(loom::argmin(x.template to_device<CUDA>()).item() == loom::argmin(x).item());
+    std::vector<T> v(3000, T(1.f));
+    v[2100] = T(NAN);
+    v[2500] = T(NAN);
+    const Tensor<T> with_nan = Tensor<T>::from_vector({3, 1000}, v);
+    const Tensor<T, CUDA> with_nan_dev = with_nan.template to_device<CUDA>();
+    REQUIRE(loom::argmax(with_nan_dev, 1).to_vector() == loom::argmax(with_nan, 1).to_vector());
+    REQUIRE(loom::argmin(with_nan_dev, 1).to_vector() == loom::argmin(with_nan, 1).to_vector());
+  };
+  check(float{});
+  check(bf16{});
+}
+
 TEST_CASE("CUDA sum_squares (a gradient norm's reduction) matches a double sum, float and bf16", "[cuda][reduce]") {
   REQUIRE_GPU();
   auto check = [](auto tag) {
@@ -170,7 +221,8 @@ TEST_CASE("CUDA sum_to (the broadcast-gradient reduction) matches the CPU", "[cu
     using T = decltype(tag);
     for (int64_t n : kSizes) {
       const std::vector<std::pair<Shape, Shape>> cases = {
-          {{4, n, 3}, {n, 1}}, {{2, 5, n}, {5, 1}}, {{n, 6}, {6}}, {{n, 6}, {1, 6}}, {{3, n}, {}}, {{2, n, 4}, {2, 1, 4}}};
+          {{4, n, 3}, {n, 1}}, {{2, 5, n}, {5, 1}}, {{n, 6}, {6}},
+          {{n, 6}, {1, 6}},    {{3, n}, {}},     {{2, n, 4}, {2, 1, 4}}};
       for (const auto& [from, to] : cases) {
         INFO("sum_to " << from << " -> " << to);
         const Tensor<T> x = random_tensor<T>(from, uint32_t(n + from.numel()));

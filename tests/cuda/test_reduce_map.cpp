@@ -4,9 +4,11 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 #include <vector>
 
+#include "loom/cuda/arg_extreme.hpp"
 #include "loom/cuda/reduce_map.hpp"
 #include "loom/ops/softmax.hpp"
 
@@ -131,6 +133,65 @@ TEST_CASE("reduce split: chunks cover the reduced range exactly once, depend on 
     REQUIRE(t <= 256);
     REQUIRE((t & (t - 1)) == 0);
     REQUIRE((t >= n || t == 256));
+  }
+}
+
+namespace {
+
+// The kernel's fold order, played on the CPU: `threads` threads each fold r = t, t + threads, ...;
+// a shuffle-down tree within each warp of 32; then warp 0 folds the warps' results the same way.
+template <bool kMax>
+loom::cuda::ArgExtreme block_order_fold(const std::vector<float>& v, int threads) {
+  using loom::cuda::ArgExtreme;
+  std::vector<ArgExtreme> lane(static_cast<size_t>(threads));
+  for (int t = 0; t < threads; ++t)
+    for (size_t r = size_t(t); r < v.size(); r += size_t(threads))
+      lane[size_t(t)] = loom::cuda::arg_combine<kMax>(lane[size_t(t)], ArgExtreme{v[r], int64_t(r)});
+  auto warp_tree = [](std::vector<ArgExtreme>& w) {  // w has 32 entries; result in w[0]
+    for (int step = 16; step > 0; step /= 2)
+      for (int l = 0; l + step < 32; ++l)  // ascending: lane l + step is read before it is written
+        w[size_t(l)] = loom::cuda::arg_combine<kMax>(w[size_t(l)], w[size_t(l + step)]);
+  };
+  std::vector<ArgExtreme> warp_results(32);
+  for (int w = 0; w < threads / 32; ++w) {
+    std::vector<ArgExtreme> lanes(lane.begin() + w * 32, lane.begin() + w * 32 + 32);
+    warp_tree(lanes);
+    warp_results[size_t(w)] = lanes[0];
+  }
+  warp_tree(warp_results);
+  return warp_results[0];
+}
+
+// The CPU op's rule, sequentially: the first occurrence of the extreme; a NaN beats any number.
+template <bool kMax>
+int64_t first_extreme(const std::vector<float>& v) {
+  int64_t best = 0;
+  for (size_t i = 1; i < v.size(); ++i) {
+    const float a = v[i], b = v[size_t(best)];
+    if ((kMax ? a > b : a < b) || (std::isnan(a) && !std::isnan(b))) best = int64_t(i);
+  }
+  return best;
+}
+
+}  // namespace
+
+TEST_CASE("arg extreme fold: the kernel's tree order finds the first extreme, ties and NaN included",
+          "[kernels][reduce]") {
+  std::mt19937 rng(5);
+  const float pool[] = {-1.f, 0.f, -0.f, 1.f, 2.f, 2.f, -3.f, NAN};
+  for (int trial = 0; trial < 300; ++trial) {
+    const size_t n = 1 + rng() % 700;
+    const bool with_nan = trial % 3 == 0;
+    std::vector<float> v(n);
+    for (auto& e : v) e = pool[rng() % (with_nan ? 8 : 7)];
+    for (int threads : {32, 64, 256}) {
+      INFO("trial " << trial << " n " << n << " threads " << threads);
+      const auto mx = block_order_fold<true>(v, threads);
+      const auto mn = block_order_fold<false>(v, threads);
+      REQUIRE(mx.index == first_extreme<true>(v));
+      REQUIRE(mn.index == first_extreme<false>(v));
+      REQUIRE((std::isnan(mx.value) ? std::isnan(v[size_t(mx.index)]) : mx.value == v[size_t(mx.index)]));
+    }
   }
 }
 

@@ -36,6 +36,15 @@ inline void reduce_tensor(DType type, ReduceOp op, void* out, const void* in, co
   reduce_strided(type, op, out, in, make_reduce_map(shape, strides, reduced), scale, target);
 }
 
+// max / min over the one reduced dim of `map` (n_red = its extent): indices[o] = position of the
+// first extreme (a NaN wins), values[o] (if not null) its value. Dense outputs.
+void arg_extreme(DType type, bool is_max, void* values, int64_t* indices, const void* in, const ReduceMap& map);
+
+// max / min backward: dst[off0 + index[off2] * step] = src[off1] for every element of the map
+// (over the output's positions; map operands {dst, src, index}).
+void put_along(DType type, void* dst, const void* src, const int64_t* index, const OffsetMap<3>& map, int64_t numel,
+               int64_t step);
+
 // dst = factor * src elementwise (mean's backward); map operands {dst, src}.
 void scale_strided(DType type, void* dst, const void* src, const OffsetMap<2>& map, int64_t numel, double factor);
 

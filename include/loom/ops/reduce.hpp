@@ -12,7 +12,8 @@
 //
 // On CUDA tensors (float, bf16): sum, mean, amax, amin and their backward run on the device
 // (loom/cuda/reduce.hpp, kernels/reduce.cu), accumulated in fp32 in a fixed order, so reruns are
-// bit-identical; max / min / argmax / argmin / var / stddev are CPU-only so far.
+// bit-identical; so do max / min / argmax / argmin over a dim (float, bf16); var / stddev are
+// CPU-only so far.
 //
 // Semantics follow PyTorch:
 //   - max/min send the gradient to the one index they return; on ties that is the FIRST
@@ -404,8 +405,8 @@ struct CountEqualReducer {
 template <class Dev>
 constexpr void require_cpu(const char*) {
   static_assert(std::is_same_v<Dev, CPU>,
-                "loom reductions: max / min / argmax / argmin / var / stddev are CPU-only so far (sum, mean, amax, "
-                "amin run on CUDA)");
+                "loom reductions: var / stddev are CPU-only so far (sum, mean, amax, amin, max, min, argmax, "
+                "argmin run on CUDA)");
 }
 
 // The CUDA path of sum / mean / amax / amin: x folded over the spec's dims into a fresh dense
@@ -468,46 +469,73 @@ Tensor<T, Dev> affine_per_output(const Tensor<T, Dev>& x, const ReduceSpec& spec
 template <class T, class Dev, bool kMax>
 ValuesIndices<T, Dev> extreme_along(const char* op, const Tensor<T, Dev>& x, int64_t dim, bool keepdim,
                                     bool want_values) {
-  require_cpu<Dev>(op);
   const ReduceSpec spec = make_reduce_spec(op, x.shape(), {dim}, keepdim);
   const int d = x.dim() == 0 ? 0 : wrap_dim(dim, x.dim(), op);
   LOOM_CHECK(x.dim() == 0 || x.shape()[d] > 0, op, ": cannot reduce over dimension ", dim,
              " of extent 0 (input shape ", x.shape(), ")");
-  const ReduceLayout lay = make_reduce_layout(x.strides(), spec);
-  const auto states = reduce_states(x.data(), lay, ExtremeReducer<T, kMax>{});
-  ValuesIndices<T, Dev> r;
-  r.indices = Tensor<int64_t, Dev>::empty(spec.out_shape);
-  int64_t* pi = r.indices.data();
-  for (size_t o = 0; o < states.size(); ++o) pi[o] = states[o].index;
-  if (!want_values) return r;
-  r.values = Tensor<T, Dev>::empty(spec.out_shape);
-  T* pv = r.values.data();
-  for (size_t o = 0; o < states.size(); ++o) pv[o] = T(states[o].value);
-  if constexpr (FloatElement<T>) {
-    if (autograd::should_record(x.impl())) {
-      autograd::record(kMax ? "MaxBackward" : "MinBackward", r.values, {x.impl()},
-                       [spec, d, si = autograd::SavedTensor<int64_t, Dev>(r.indices, op)](const Tensor<T, Dev>& g) {
-                         // The gradient goes to the returned index along d; every other element gets 0.
-                         const Tensor<int64_t, Dev>& idx = si.get();
-                         Tensor<T, Dev> gx = Tensor<T, Dev>::zeros(spec.in_shape);
-                         const Strides gx_strides = gx.strides();
-                         const int64_t step = spec.in_shape.size() ? gx_strides[d] : 0;
-                         T* pgx = gx.data();
-                         const T* pg = g.data();
-                         const int64_t* pidx = idx.data();
-                         for_each_run<3>(spec.keep_shape,
-                                         {gx_strides, strides_over_keep_shape(g, spec),
-                                          strides_over_keep_shape(idx, spec)},
-                                         [&](auto off, int64_t n, auto st) {
-                                           for (int64_t i = 0; i < n; ++i)
-                                             pgx[off[0] + i * st[0] + pidx[off[2] + i * st[2]] * step] =
-                                                 pg[off[1] + i * st[1]];
-                                         });
-                         return std::vector<Tensor<T, Dev>>{gx};
-                       });
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    static_assert(cuda_backend_for<T>, "max / min on CUDA tensors need LOOM_WITH_CUDA (link loom::kernels)");
+    ValuesIndices<T, Dev> r;
+    r.indices = Tensor<int64_t, Dev>::empty(spec.out_shape);
+    if (want_values) r.values = Tensor<T, Dev>::empty(spec.out_shape);
+    cuda::arg_extreme(dtype_traits<T>::tag, kMax, want_values ? r.values.data() : nullptr, r.indices.data(), x.data(),
+                      cuda::make_reduce_map(x.shape(), x.strides(), spec.reduced));
+    if (!want_values) return r;
+    if constexpr (FloatElement<T>) {
+      if (autograd::should_record(x.impl())) {
+        autograd::record(kMax ? "MaxBackward" : "MinBackward", r.values, {x.impl()},
+                         [spec, d, si = autograd::SavedTensor<int64_t, Dev>(r.indices, op)](const Tensor<T, Dev>& g) {
+                           // As on the CPU: the gradient goes to the returned index along d, 0 elsewhere.
+                           const Tensor<int64_t, Dev>& idx = si.get();
+                           Tensor<T, Dev> gx = Tensor<T, Dev>::zeros(spec.in_shape);
+                           const int64_t step = spec.in_shape.size() ? gx.strides()[d] : 0;
+                           cuda::put_along(dtype_traits<T>::tag, gx.data(), g.data(), idx.data(),
+                                           cuda::make_offset_map<3>(spec.keep_shape,
+                                                                    {gx.strides(), strides_over_keep_shape(g, spec),
+                                                                     strides_over_keep_shape(idx, spec)}),
+                                           spec.keep_shape.numel(), step);
+                           return std::vector<Tensor<T, Dev>>{gx};
+                         });
+      }
     }
+    return r;
+  } else {
+    const ReduceLayout lay = make_reduce_layout(x.strides(), spec);
+    const auto states = reduce_states(x.data(), lay, ExtremeReducer<T, kMax>{});
+    ValuesIndices<T, Dev> r;
+    r.indices = Tensor<int64_t, Dev>::empty(spec.out_shape);
+    int64_t* pi = r.indices.data();
+    for (size_t o = 0; o < states.size(); ++o) pi[o] = states[o].index;
+    if (!want_values) return r;
+    r.values = Tensor<T, Dev>::empty(spec.out_shape);
+    T* pv = r.values.data();
+    for (size_t o = 0; o < states.size(); ++o) pv[o] = T(states[o].value);
+    if constexpr (FloatElement<T>) {
+      if (autograd::should_record(x.impl())) {
+        autograd::record(kMax ? "MaxBackward" : "MinBackward", r.values, {x.impl()},
+                         [spec, d, si = autograd::SavedTensor<int64_t, Dev>(r.indices, op)](const Tensor<T, Dev>& g) {
+                           // The gradient goes to the returned index along d; every other element gets 0.
+                           const Tensor<int64_t, Dev>& idx = si.get();
+                           Tensor<T, Dev> gx = Tensor<T, Dev>::zeros(spec.in_shape);
+                           const Strides gx_strides = gx.strides();
+                           const int64_t step = spec.in_shape.size() ? gx_strides[d] : 0;
+                           T* pgx = gx.data();
+                           const T* pg = g.data();
+                           const int64_t* pidx = idx.data();
+                           for_each_run<3>(spec.keep_shape,
+                                           {gx_strides, strides_over_keep_shape(g, spec),
+                                            strides_over_keep_shape(idx, spec)},
+                                           [&](auto off, int64_t n, auto st) {
+                                             for (int64_t i = 0; i < n; ++i)
+                                               pgx[off[0] + i * st[0] + pidx[off[2] + i * st[2]] * step] =
+                                                   pg[off[1] + i * st[1]];
+                                           });
+                           return std::vector<Tensor<T, Dev>>{gx};
+                         });
+      }
+    }
+    return r;
   }
-  return r;
 }
 
 template <class T, class Dev, bool kMax>
