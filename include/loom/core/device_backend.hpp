@@ -50,6 +50,15 @@ inline void device_release(void* ptr) noexcept {
 #endif
 }
 
+// Peak bytes held by device tensors (the caching allocator's statistic); 0 without the backend.
+inline size_t device_peak_bytes() {
+#if LOOM_WITH_CUDA
+  return cuda::device_memory_stats().peak_bytes;
+#else
+  return 0;
+#endif
+}
+
 // Copies bytes between host and device memory or within either; the flags say where each pointer is.
 inline void copy_bytes(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes) {
   if (bytes == 0) return;

@@ -19,6 +19,8 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "loom/core/error.hpp"
 #include "loom/io/atomic_file.hpp"
@@ -65,13 +67,13 @@ inline json::Value read_json_file(const std::string& path) {
 }
 
 namespace detail {
-// Model tensors plus the optimizer's moments under the optimizer prefix.
+// Model tensors plus the optimizer's moments under the optimizer prefix, on the training device.
 template <class T, class Dev>
-io::NamedTensorRefs checkpoint_tensors(const nn::Module<T, Dev>& model, const optim::AdamW<T, Dev>& optimizer) {
-  io::NamedTensorRefs refs;
-  for (const auto& [name, t] : model.state_dict()) refs.emplace_back(name, t);
-  for (const auto& [name, t] : optimizer.named_state()) refs.emplace_back(kOptimizerPrefix + name, t);
-  return refs;
+std::vector<std::pair<std::string, Tensor<T, Dev>>> checkpoint_entries(const nn::Module<T, Dev>& model,
+                                                                       const optim::AdamW<T, Dev>& optimizer) {
+  std::vector<std::pair<std::string, Tensor<T, Dev>>> entries = model.state_dict();
+  for (const auto& [name, t] : optimizer.named_state()) entries.emplace_back(kOptimizerPrefix + name, t);
+  return entries;
 }
 }  // namespace detail
 
@@ -85,8 +87,10 @@ void save_checkpoint(const std::string& dir, const nn::Module<T, Dev>& model, co
   const int64_t step = state["step"].as_int();
   state.set("optimizer_steps", optimizer.steps());
   const CheckpointPaths paths = CheckpointPaths::in(dir, stem);
-  io::save_safetensors(paths.weights, detail::checkpoint_tensors(model, optimizer),
-                       {{"step", std::to_string(step)}, {"format", kCheckpointFormat}});
+  io::NamedTensorRefs refs;  // device tensors are saved from host copies: checkpoints are device-independent
+  for (const auto& [name, t] : detail::checkpoint_entries(model, optimizer))
+    refs.emplace_back(name, t.template to_device<CPU>());
+  io::save_safetensors(paths.weights, refs, {{"step", std::to_string(step)}, {"format", kCheckpointFormat}});
   write_json_file(paths.state, state);
 }
 
@@ -109,7 +113,20 @@ json::Value load_checkpoint(const std::string& dir, nn::Module<T, Dev>& model, o
   LOOM_CHECK(it != meta.end() && it->second == std::to_string(step), "load_checkpoint: ", paths.weights,
              " holds step ", it == meta.end() ? std::string("(none)") : it->second, " but ", paths.state, " says step ",
              step, " (a save was interrupted between the two files); cannot resume consistently");
-  io::load_into(detail::checkpoint_tensors(model, optimizer), file);  // strict, all-or-nothing
+  const auto entries = detail::checkpoint_entries(model, optimizer);
+  io::NamedTensorRefs refs;
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    // Loaded into host tensors first (all-or-nothing there), then uploaded.
+    std::vector<Tensor<T>> host;
+    for (const auto& [name, t] : entries) host.push_back(Tensor<T>::empty(t.shape()));
+    for (size_t i = 0; i < entries.size(); ++i) refs.emplace_back(entries[i].first, host[i]);
+    io::load_into(refs, file);
+    NoGradGuard guard;
+    for (size_t i = 0; i < entries.size(); ++i) Tensor<T, Dev>(entries[i].second).copy_(host[i].template to_device<Dev>());
+  } else {
+    for (const auto& [name, t] : entries) refs.emplace_back(name, t);
+    io::load_into(refs, file);  // strict, all-or-nothing
+  }
   optimizer.set_steps(state["optimizer_steps"].as_int());
   return state;
 }

@@ -51,6 +51,7 @@ struct MaePretrainConfig {
   double clip = 1.0;
   int64_t seed = 0;
   // run control
+  std::string device = "cpu";
   int64_t threads = 0;
   int64_t log_every = 10;
   int64_t ckpt_every = 200;
@@ -106,6 +107,8 @@ inline std::vector<ConfigField> config_fields(MaePretrainConfig& c) {
        &c.weight_decay, OnResume::fixed},
       {"clip", "global gradient-norm clipping threshold (0: off)", &c.clip, OnResume::fixed},
       {"seed", "seed of initialization, data order, masks and stochastic depth", &c.seed, OnResume::fixed},
+      {"device", "cpu or cuda (the whole step on the GPU; needs a build with the CUDA backend)", &c.device,
+       OnResume::per_run},
       {"threads", "compute threads (0: LOOM_NUM_THREADS or all cores)", &c.threads, OnResume::per_run},
       {"log-every", "steps between metrics.jsonl records (and progress lines when not on a terminal)", &c.log_every, OnResume::keep},
       {"ckpt-every", "steps between checkpoints (0: only at the end)", &c.ckpt_every, OnResume::keep},
@@ -257,6 +260,7 @@ inline void validate_settings(const MaePretrainConfig& c) {
   need(c.weight_decay >= 0, "weight-decay", "must not be negative");
   need(c.clip >= 0, "clip", "must not be negative (0 turns clipping off)");
   need(c.drop_path >= 0 && c.drop_path < 1, "drop-path", "must be in [0, 1)");
+  need(c.device == "cpu" || c.device == "cuda", "device", "expected cpu or cuda, got '" + c.device + "'");
   need(c.threads >= 0 && c.threads <= 1024, "threads", "must be in [0, 1024]");
   need(c.workers >= 0 && c.workers <= 64, "workers", "must be in [0, 64]");
   need(c.log_every >= 1, "log-every", "must be at least 1");

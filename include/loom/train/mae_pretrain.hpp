@@ -21,6 +21,10 @@
 // that the averaged gradient is exactly that of the global batch's loss, metrics reduced; only
 // rank 0 writes files. The lr scales with the global batch.
 //
+// --device cuda (a build linked with loom::kernels): the model, optimizer, mask plans and every
+// step run on the GPU (BasicMaePretrainer<CUDA>); batches are uploaded from the loader, checkpoints
+// and pictures go through host copies, so a run may resume on the other device.
+//
 // Output in --out: config.json, metrics.jsonl, checkpoint.safetensors + checkpoint.json,
 // encoder.safetensors, recon_<step>.png, loss_curve.png. A non-finite loss, gradient norm or
 // parameter stops the run (RunStatus::non_finite) without writing anything more: the last good
@@ -92,17 +96,25 @@ inline uint64_t stochastic_layer_seed(uint64_t seed, uint64_t step, uint32_t ind
   return (uint64_t(r.x[1]) << 32) | r.x[0];
 }
 
-class MaePretrainer {
+template <class Dev>
+class BasicMaePretrainer {
  public:
-  using Model = models::MaskedAutoencoder<float, CPU>;
+  using Model = models::MaskedAutoencoder<float, Dev>;
+  using FloatTensor = Tensor<float, Dev>;
+  static constexpr bool kOnDevice = FloatTensor::kOnDevice;
 
   // Opens the data and builds model, optimizer and schedule; with cfg.resume, restores the
   // checkpoint in cfg.out. Throws io::UsageError (naming the flag) for settings that do not fit the
   // data, loom::Error for everything else.
   // With a communicator of several ranks, every rank constructs its trainer with the same settings.
-  explicit MaePretrainer(MaePretrainConfig cfg, std::ostream& log = std::cout, dist::Communicator* comm = nullptr)
+  explicit BasicMaePretrainer(MaePretrainConfig cfg, std::ostream& log = std::cout, dist::Communicator* comm = nullptr)
       : cfg_(std::move(cfg)), log_(log), comm_(comm ? comm : &single_process_) {
     validate_settings(cfg_);
+    LOOM_CHECK(cfg_.device == Dev::name, "mae_pretrain: --device ", cfg_.device, " given to the trainer for ", Dev::name,
+               " (run_mae_pretrain picks the trainer from --device)");
+    if (kOnDevice && world() > 1)
+      throw io::UsageError("--device: data-parallel training on GPUs (NCCL) is not wired into the trainer yet; "
+                           "run one process per GPU job or use --device cpu under mpirun");
     if (cfg_.threads > 0) set_num_threads(int(cfg_.threads));
     std::filesystem::create_directories(cfg_.out);
     open_data();
@@ -110,12 +122,14 @@ class MaePretrainer {
     if (cfg_.resume) restore();
     else LOOM_CHECK(!checkpoint_exists(cfg_.out), "mae_pretrain: ", cfg_.out,
                     " already holds a run (checkpoint.json); continue it with --resume or choose another --out");
-    if (world() > 1) {
-      data_parallel_ = std::make_unique<dist::DataParallel<float>>(
-          *comm_, model_->parameters(), dist::DataParallelOptions{int64_t(cfg_.bucket_mb * double(1 << 20)), true});
-      // Every rank starts from rank 0's state (weights and, on resume, the optimizer's moments).
-      data_parallel_->broadcast_parameters();
-      for (const Tensor<float>& m : optimizer_moments_) dist::broadcast(*comm_, m.is_contiguous() ? m : m.contiguous());
+    if constexpr (!kOnDevice) {
+      if (world() > 1) {
+        data_parallel_ = std::make_unique<dist::DataParallel<float>>(
+            *comm_, model_->parameters(), dist::DataParallelOptions{int64_t(cfg_.bucket_mb * double(1 << 20)), true});
+        // Every rank starts from rank 0's state (weights and, on resume, the optimizer's moments).
+        data_parallel_->broadcast_parameters();
+        for (const Tensor<float>& m : optimizer_moments_) dist::broadcast(*comm_, m.is_contiguous() ? m : m.contiguous());
+      }
     }
   }
 
@@ -138,7 +152,7 @@ class MaePretrainer {
     }
     say("mae_pretrain: ", model_->parameter_count(), " parameters, ", dataset_->size(), " samples (", batches_per_epoch_,
         " batches of ", global_batch(), " per epoch), steps ", step_ + 1, "..", stop, " of ", total_steps_,
-        ", lr ", lr_, ", ", num_threads(), " threads");
+        ", lr ", lr_, ", ", kOnDevice ? "on the GPU" : std::to_string(num_threads()) + " threads");
     if (world() > 1)
       say("mae_pretrain: data-parallel over ", comm_->name(), ": ", cfg_.batch_size, " samples per process, ",
           data_parallel_->buckets().size(), " gradient buckets of at most ", cfg_.bucket_mb, " MiB");
@@ -147,18 +161,19 @@ class MaePretrainer {
     int64_t last_saved = step_, window_samples = 0;
     auto window_start = std::chrono::steady_clock::now();
     const auto run_start = window_start;
-    const std::vector<Tensor<float>> params = model_->parameters();
+    const std::vector<FloatTensor> params = model_->parameters();
 
     while (step_ < stop) {
       const int64_t epoch = step_ / batches_per_epoch_, position = step_ % batches_per_epoch_;
       const data::Batch batch = next_batch(epoch, position);
-      const mask::MaskPlan plan =
-          mask::make_mask_plan(strategy_, batch.size(), G_, L_, seed(), uint64_t(step_), first_sample(position));
+      const mask::BasicMaskPlan<Dev> plan =
+          mask::make_mask_plan_on<Dev>(strategy_, batch.size(), G_, L_, seed(), uint64_t(step_), first_sample(position));
       reseed_stochastic_layers(uint64_t(step_));
       const double lr = schedule_(step_);
 
       optimizer_->zero_grad();
-      const models::MaeOutput<float> out = model_->forward({batch.s1, batch.s2}, plan);
+      const models::MaeOutput<float, Dev> out =
+          model_->forward({batch.s1.template to_device<Dev>(), batch.s2.template to_device<Dev>()}, plan);
       // The global batch's loss (the same value on every rank).
       const GlobalLoss global = reduce_loss(out.loss, batch.size());
       const double loss = global.total;
@@ -191,7 +206,7 @@ class MaePretrainer {
         record.set("lr", lr);
         record.set("grad_norm", grad_norm);
         record.set("img_per_s", img_per_s);
-        record.set("mem_peak_mb", double(memory_stats().peak_bytes) / (1 << 20));
+        record.set("mem_peak_mb", peak_tensor_mib());
         if (data_parallel_) {  // this step's gradient all-reduce: time left to wait after backward
           record.set("sync_wait_ms", data_parallel_->last_sync().wait_s * 1e3);
           record.set("sync_buckets_in_backward", data_parallel_->last_sync().started_during_backward);
@@ -226,7 +241,7 @@ class MaePretrainer {
   // ---- for tests and tools ----------------------------------------------------------------------
   const MaePretrainConfig& config() const { return cfg_; }
   Model& model() { return *model_; }
-  optim::AdamW<float, CPU>& optimizer() { return *optimizer_; }
+  optim::AdamW<float, Dev>& optimizer() { return *optimizer_; }
   int64_t step() const { return step_; }
   int64_t total_steps() const { return total_steps_; }
   int64_t batches_per_epoch() const { return batches_per_epoch_; }
@@ -240,7 +255,9 @@ class MaePretrainer {
   void save() {
     if (!is_root()) return;
     save_checkpoint(cfg_.out, *model_, *optimizer_, checkpoint_state());
-    io::save_safetensors(path("encoder.safetensors"), model_->encoder_state(),
+    io::NamedTensorRefs encoder;
+    for (const auto& [name, t] : model_->encoder_state()) encoder.emplace_back(name, t.template to_device<CPU>());
+    io::save_safetensors(path("encoder.safetensors"), encoder,
                          {{"step", std::to_string(step_)}, {"format", "loom.multimodal_encoder.v1"}});
   }
   // Everything that run() writes to config.json.
@@ -280,7 +297,8 @@ class MaePretrainer {
                                            {"warmup_steps", warmup_steps_},
                                            {"total_steps", total_steps_},
                                            {"clip_grad_norm", cfg_.clip}})},
-        {"run", json::Value::object({{"threads", int64_t(num_threads())},
+        {"run", json::Value::object({{"device", cfg_.device},
+                                     {"threads", int64_t(num_threads())},
                                      {"workers", cfg_.workers},
                                      {"processes", int64_t(world())},
                                      {"global_batch_size", global_batch()},
@@ -353,15 +371,15 @@ class MaePretrainer {
     Generator init(seed());
     model_ = std::make_unique<Model>(model_cfg_, init);
     model_->train();
-    optimizer_ = std::make_unique<optim::AdamW<float, CPU>>(
+    optimizer_ = std::make_unique<optim::AdamW<float, Dev>>(
         optim::make_param_groups(model_->named_parameters(), cfg_.weight_decay),
         optim::AdamWOptions().betas(0.9, 0.95).with_eps(1e-8));
     for (auto& [name, t] : optimizer_->named_state()) optimizer_moments_.push_back(t);
     lr_ = cfg_.blr * double(global_batch()) / 256.0;  // the linear scaling rule, on the global batch
     schedule_ = optim::WarmupCosine{lr_, warmup_steps_, total_steps_, cfg_.min_lr};
-    model_->apply([&](const std::string&, nn::Module<float, CPU>& m) {
-      if (auto* d = dynamic_cast<nn::DropPath<float, CPU>*>(&m)) stochastic_.push_back(&d->generator());
-      if (auto* d = dynamic_cast<nn::Dropout<float, CPU>*>(&m)) stochastic_.push_back(&d->generator());
+    model_->apply([&](const std::string&, nn::Module<float, Dev>& m) {
+      if (auto* d = dynamic_cast<nn::DropPath<float, Dev>*>(&m)) stochastic_.push_back(&d->generator());
+      if (auto* d = dynamic_cast<nn::Dropout<float, Dev>*>(&m)) stochastic_.push_back(&d->generator());
     });
   }
 
@@ -424,7 +442,7 @@ class MaePretrainer {
     int active = 0;              // groups with hidden tokens
     int64_t samples = 0;         // samples in the global batch
   };
-  GlobalLoss reduce_loss(const mask::MaskedLoss<float>& local, int64_t batch_size) {
+  GlobalLoss reduce_loss(const mask::MaskedLoss<float, Dev>& local, int64_t batch_size) {
     GlobalLoss r;
     if (world() == 1) {  // exactly the single-process numbers
       r.total = double(local.total.item());
@@ -456,11 +474,14 @@ class MaePretrainer {
   // N x its part of the global loss, Σ_g (N / active) · (its error sum of group g) / (hidden_g over
   // all ranks), so that the mean over ranks that DataParallel forms is the global gradient exactly
   // (a plain mean of per-rank losses would weight ranks with fewer hidden tokens of a group wrongly).
-  void backward(const models::MaeOutput<float>& out, const mask::MaskPlan& plan, const GlobalLoss& global) {
+  void backward(const models::MaeOutput<float, Dev>& out, const mask::BasicMaskPlan<Dev>& plan, const GlobalLoss& global) {
     if (world() == 1) {
       out.loss.total.backward();
       return;
     }
+    if constexpr (!kOnDevice) backward_share(out, plan, global);
+  }
+  void backward_share(const models::MaeOutput<float>& out, const mask::MaskPlan& plan, const GlobalLoss& global) {
     Tensor<float> share;  // scalar
     for (int g = 0; g < G_; ++g) {
       const int64_t hidden_here = out.loss.hidden[size_t(g)];
@@ -477,13 +498,25 @@ class MaePretrainer {
     data_parallel_->finish_gradient_sync();
   }
 
-  static bool all_finite(const std::vector<Tensor<float>>& params) {
+  static bool all_finite(const std::vector<FloatTensor>& params) {
+    if constexpr (kOnDevice) {  // one reduction per tensor: a NaN or infinity makes its sum non-finite
+      NoGradGuard guard;
+      for (const auto& p : params)
+        if (!std::isfinite(double(sum(p).item()))) return false;
+      return true;
+    }
     for (const auto& p : params) {
       const float* d = p.data();  // parameters are contiguous (AdamW checks it)
       for (int64_t i = 0; i < p.numel(); ++i)
         if (!std::isfinite(d[i])) return false;
     }
     return true;
+  }
+
+  // Peak MiB held by tensors on the training device.
+  static double peak_tensor_mib() {
+    if constexpr (kOnDevice) return double(loom::detail::device_peak_bytes()) / (1 << 20);
+    return double(memory_stats().peak_bytes) / (1 << 20);
   }
 
   void reseed_stochastic_layers(uint64_t step) {
@@ -527,10 +560,12 @@ class MaePretrainer {
     constexpr uint64_t kPictureStep = 0xFFFFFFFFFFFFull;  // a step number training never reaches
     const mask::MaskPlan plan = mask::make_mask_plan(strategy_, n, G_, L_, seed(), kPictureStep);
     model_->eval();
-    const models::MaeOutput<float> out = model_->forward({s1, s2}, plan);
+    const models::MaeOutput<float, Dev> out =
+        model_->forward({s1.template to_device<Dev>(), s2.template to_device<Dev>()}, plan.template to_device<Dev>());
     model_->train();
     ReconInputs in;
-    in.s1 = s1, in.s2 = s2, in.s2_bands = s2_bands_, in.pred = out.pred, in.mask = plan.mask;
+    in.s1 = s1, in.s2 = s2, in.s2_bands = s2_bands_, in.mask = plan.mask;
+    for (const auto& p : out.pred) in.pred.push_back(p.template to_device<CPU>());
     in.patch = cfg_.patch, in.joint = cfg_.tokens == "joint", in.norm_pix = cfg_.norm_pix;
     io::write_png(path("recon_" + std::to_string(step_) + ".png"), draw_reconstruction_grid(in));
   }
@@ -550,13 +585,29 @@ class MaePretrainer {
   int64_t L_ = 0;
   mask::Strategy strategy_;
   std::unique_ptr<Model> model_;
-  std::unique_ptr<optim::AdamW<float, CPU>> optimizer_;
+  std::unique_ptr<optim::AdamW<float, Dev>> optimizer_;
   optim::WarmupCosine schedule_{0, 0, 1};
   double lr_ = 0;
   std::vector<Generator*> stochastic_;
-  std::vector<Tensor<float>> optimizer_moments_;  // AdamW's m and v (checked for finiteness)
+  std::vector<FloatTensor> optimizer_moments_;  // AdamW's m and v (checked for finiteness)
   std::unique_ptr<dist::DataParallel<float>> data_parallel_;  // world > 1 only
 };
+
+using MaePretrainer = BasicMaePretrainer<CPU>;
+
+// Builds the trainer for cfg.device and runs it.
+inline RunResult run_mae_pretrain(const MaePretrainConfig& cfg, std::ostream& log = std::cout,
+                                  dist::Communicator* comm = nullptr) {
+  if (cfg.device == "cuda") {
+#if LOOM_WITH_CUDA
+    return BasicMaePretrainer<CUDA>(cfg, log, comm).run();
+#else
+    throw io::UsageError("--device cuda: this build has no CUDA backend (configure with LOOM_CUDA=ON so that the "
+                         "trainers link loom::kernels)");
+#endif
+  }
+  return MaePretrainer(cfg, log, comm).run();
+}
 
 // ---- the command line ------------------------------------------------------------------------------
 
@@ -634,8 +685,7 @@ inline int mae_pretrain_main(int argc, const char* const* argv, std::ostream& ou
     if (cfg.resume) cfg = resume_settings(cfg, cli, world);
     if (cli.given("image-size") && !is_synthetic_spec(cfg.data))
       throw io::UsageError("--image-size: applies to synthetic data only (--data " + cfg.data + " has its own size)");
-    MaePretrainer trainer(cfg, out, comm);
-    const RunResult r = trainer.run();
+    const RunResult r = run_mae_pretrain(cfg, out, comm);
     if (r.status == RunStatus::non_finite) {  // decided on reduced values: every rank stops here
       if (root) err << "mae_pretrain: " << r.message << std::endl;
       return 3;
