@@ -14,11 +14,13 @@
 // small download per call, and each group's loss is read back. mean_visible_baseline, a no-grad
 // diagnostic, runs on host copies.
 #include <cmath>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "loom/autograd/engine.hpp"
-#include "loom/core/parallel.hpp"
 #include "loom/core/device_backend.hpp"
+#include "loom/core/parallel.hpp"
 #include "loom/core/tensor.hpp"
 #include "loom/cuda/mae_tokens.hpp"
 #include "loom/ops/elementwise.hpp"

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "loom/autograd/engine.hpp"
-#include "loom/core/parallel.hpp"
 #include "loom/core/device_backend.hpp"
+#include "loom/core/parallel.hpp"
 #include "loom/core/tensor.hpp"
 #include "loom/cuda/mae_tokens.hpp"
 #include "loom/ops/index.hpp"
