@@ -7,7 +7,7 @@
 //             dK = scale·dSᵀ Q
 // GEMMs take T inputs with fp32 accumulation (CUBLAS_COMPUTE_32F); T ∈ {float, bf16}.
 #include "loom/cuda/device_memory.hpp"
-#include "flash_attention.cuh"
+#include "loom/cuda/flash_attention.hpp"
 
 namespace loom::kernels {
 

@@ -21,7 +21,7 @@
 #include "cuda_check.cuh"
 #include "device_types.cuh"
 #include "flash_attention_launch.cuh"
-#include "flash_attention.cuh"
+#include "loom/cuda/flash_attention.hpp"
 
 namespace loom::kernels {
 namespace {

@@ -1,5 +1,5 @@
 // Fused multi-head attention in bf16 on tensor cores (mma.sync m16n8k16, fp32 accumulation), the
-// bf16 path of flash_attention.cuh. Same algorithm as the fp32 kernels (flash_attention.cu), laid
+// bf16 path of loom/cuda/flash_attention.hpp. Same algorithm as the fp32 kernels (flash_attention.cu), laid
 // out for the tensor cores:
 //   forward   flash_forward_bf16_kernel<DPAD>    block: 4 warps × 16 query rows; K and Vᵀ tiles of 64
 //             keys in shared memory; S = Q Kᵀ and O += P V as warp-level mma; the online softmax runs

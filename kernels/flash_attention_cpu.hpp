@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "attention_tiles.hpp"
-#include "flash_attention.cuh"
+#include "loom/cuda/flash_attention.hpp"
 
 namespace loom::kernels {
 

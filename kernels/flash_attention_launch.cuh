@@ -3,7 +3,7 @@
 // entry points in flash_attention.cu. Device pointers; shapes already checked by the caller.
 #include <cuda_bf16.h>
 
-#include "flash_attention.cuh"
+#include "loom/cuda/flash_attention.hpp"
 
 namespace loom::kernels::detail {
 

@@ -17,7 +17,7 @@
 #include "loom/cuda/device_info.hpp"
 #include "loom/cuda/device_memory.hpp"
 #include "median_time.hpp"
-#include "flash_attention.cuh"
+#include "loom/cuda/flash_attention.hpp"
 #include "loom/core/bf16.hpp"
 
 namespace {

@@ -9,7 +9,7 @@
 #include "attention_reference.hpp"
 #include "loom/cuda/device_info.hpp"
 #include "loom/cuda/device_memory.hpp"
-#include "flash_attention.cuh"
+#include "loom/cuda/flash_attention.hpp"
 #include "loom/mask/tokens.hpp"
 #include "loom/ops/elementwise.hpp"
 #include "loom/ops/reduce.hpp"

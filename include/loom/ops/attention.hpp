@@ -46,7 +46,7 @@
 #include "loom/ops/softmax.hpp"
 
 #if LOOM_WITH_CUDA
-#include "flash_attention.cuh"  // plain C++ declarations of the device kernels (kernels/, loom::kernels)
+#include "loom/cuda/flash_attention.hpp"  // plain C++ declarations of the device kernels (kernels/, loom::kernels)
 #endif
 
 namespace loom {
