@@ -16,7 +16,15 @@ namespace loom {
 template <class T, class Dev>
 Tensor<T, Dev> binary_cross_entropy_with_logits(const Tensor<T, Dev>& logits_in, const Tensor<T, Dev>& targets_in,
                                                 const Tensor<T, Dev>& pos_weight_in = {}) {
-  static_assert(Dev::kind == DeviceKind::cpu, "binary_cross_entropy_with_logits: CPU only so far");
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    // Logits of a multi-label head are [B, classes], a few KB: the loss runs on host copies and
+    // its value comes back through to_device, whose backward uploads the gradient. The trainer
+    // reads the loss value every step anyway, so a device kernel would save no synchronization.
+    const Tensor<T> pos_weight = pos_weight_in.defined() ? pos_weight_in.template to_device<CPU>() : Tensor<T>();
+    return binary_cross_entropy_with_logits(logits_in.template to_device<CPU>(), targets_in.template to_device<CPU>(),
+                                            pos_weight)
+        .template to_device<Dev>();
+  }
   LOOM_CHECK(logits_in.shape() == targets_in.shape(), "binary_cross_entropy_with_logits: logits of shape ",
              logits_in.shape(), " and targets of shape ", targets_in.shape(), " differ");
   const int64_t N = logits_in.numel(), C = logits_in.dim() ? logits_in.size(-1) : 1;
