@@ -11,12 +11,18 @@
 // rounded forward output, which may itself differ by that one rounding (and 1 - y^2 near y = 1
 // amplifies it): those are compared with the CPU backward formula applied to the device's own
 // forward output instead, which pins the device backward kernel just as tightly.
+//
+// One test case needs no GPU: it runs the kernel's per-element code (Operands::flat / strided of
+// kernels/elementwise_operands.cuh, host-and-device functions) on the CPU over host buffers for
+// every functor of LOOM_CUDA_ELEMENTWISE_KERNELS, and requires the CPU op's exact result.
 #include <catch2/catch.hpp>
 
-#include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "device_types.cuh"
+#include "elementwise_operands.cuh"
 #include "loom/cuda/device_info.hpp"
 #include "loom/loom.hpp"
 #include "support/check.hpp"
@@ -73,8 +79,80 @@ void require_matches(const Tensor<T, CUDA>& dev, const Tensor<T>& cpu, const std
   require_close(dev, to_double(cpu), tol_for<T>());
 }
 
+// ---- the kernel's per-element code, run on the CPU ---------------------------------------------
+
+// Operand k of the emulation, over the output shape [7, 13]: k = 0 a transposed view, k = 1 a
+// broadcast row [1, 13], k = 2 a broadcast column [7, 1] (strided path); or all contiguous [7, 13]
+// (flat path). uint8 operands are masks of 0 and 1.
 template <class T>
-using UnaryOp = std::function<Tensor<T, CUDA>(const Tensor<T, CUDA>&)>;
+Tensor<T> emulation_operand(size_t k, bool flat, uint64_t seed) {
+  const Shape shape = flat ? Shape{7, 13} : (k == 0 ? Shape{13, 7} : (k == 1 ? Shape{1, 13} : Shape{7, 1}));
+  Tensor<T> t;
+  if constexpr (std::is_same_v<T, uint8_t>) {
+    const Tensor<float> u = uniform_values<float>(shape, 0, 1, seed);
+    t = loom::gt(u, 0.5);
+  } else {
+    t = uniform_values<T>(shape, -3, 3, seed);
+  }
+  return !flat && k == 0 ? t.transpose(0, 1) : t;
+}
+
+// What ElementwiseKernel<InPlace, F, TOut, Ts...>::launch computes, one element at a time on the
+// host, into `out` (also the first argument when in place).
+template <bool InPlace, class F, class TOut, class... Ts>
+void emulate_kernel(const F& f, const Tensor<TOut>& out, const Tensor<Ts>&... in) {
+  namespace ew = loom::cuda::elementwise_detail;
+  using loom::kernels::detail::dev;
+  using loom::kernels::detail::device_t;
+  const Shape shape = out.shape();
+  const auto map = loom::cuda::make_offset_map<sizeof...(Ts) + 1>(shape, {out.strides(), in.expand_strides_to(shape)...});
+  using Ops = ew::Operands<InPlace, F, device_t<TOut>, std::index_sequence_for<Ts...>, device_t<Ts>...>;
+  const Ops ops{f, dev(out.data()), {static_cast<const void*>(dev(in.data()))...}, map};
+  const bool flat = ew::all_unit_stride(map);
+  for (int64_t i = 0; i < shape.numel(); ++i) flat ? ops.flat(i) : ops.strided(i);
+}
+
+template <bool InPlace, class F, class TOut, class... Ts, size_t... K>
+void emulate_and_compare(const char* name, bool flat, std::index_sequence<K...>) {
+  INFO(name << (std::is_same_v<TOut, bf16> || ((std::is_same_v<Ts, bf16>) || ...) ? " bf16" : " float")
+            << (flat ? " flat" : " strided") << (InPlace ? " in place" : ""));
+  const F f{};  // scalar members 0: the plumbing is under test, the functors' math elsewhere
+  const std::tuple<Tensor<Ts>...> in{emulation_operand<Ts>(K, flat, 40 + K)...};
+  Tensor<TOut> want, got;
+  if constexpr (InPlace) {
+    const Tensor<TOut> base = emulation_operand<TOut>(0, flat, 77);
+    want = base.clone();
+    got = base.clone();
+    if (!flat) {  // a transposed destination
+      want = want.transpose(0, 1).contiguous().transpose(0, 1);
+      got = got.transpose(0, 1).contiguous().transpose(0, 1);
+    }
+    loom::detail::map_elements_inplace(want, f, std::get<K>(in)...);
+  } else {
+    want = loom::detail::map_elements<TOut>(Shape{7, 13}, 1, f, std::get<K>(in)...);
+    got = Tensor<TOut>::zeros({7, 13});
+  }
+  emulate_kernel<InPlace>(f, got, std::get<K>(in)...);
+  require_close(to_double(got), to_double(want), {0, 0});  // exact (nan where the CPU has nan)
+}
+
+template <bool InPlace, class F, class TOut, class... Ts>
+void emulate_listed(const char* name) {
+  for (bool flat : {true, false})
+    emulate_and_compare<InPlace, F, TOut, Ts...>(name, flat, std::index_sequence_for<Ts...>{});
+}
+
+}  // namespace
+
+TEST_CASE("CUDA elementwise: the kernel's per-element code, run on the CPU, equals the CPU op for every functor",
+          "[cuda][elementwise][emulated]") {
+#define LOOM_EMULATE(in_place, F, ...) emulate_listed<in_place, F, __VA_ARGS__>(#F);
+  LOOM_CUDA_ELEMENTWISE_KERNELS(LOOM_EMULATE, float)
+  LOOM_CUDA_ELEMENTWISE_KERNELS(LOOM_EMULATE, bf16)
+#undef LOOM_EMULATE
+}
+
+namespace {
 
 // A unary op, written once for both devices (a generic lambda), over every layout: forward, and
 // backward through autograd when `grad` is set. `backward_from_output`, when given, is the op's
