@@ -7,10 +7,10 @@
 // Tolerance: tol_for<T>(). float: the device's expf/erff/tanhf/powf and the CPU's vectorized
 // Eigen versions or glibc are each within a few ulps of the exact value, far inside rtol 1e-5;
 // bf16: both sides compute in float and round once, so they differ by at most one bf16 rounding
-// (2^-8 relative < 1/128). The bf16 gradients of exp, tanh and sigmoid are computed from the
-// rounded forward output, which may itself differ by that one rounding (and 1 - y^2 near y = 1
-// amplifies it): those are compared with the CPU backward formula applied to the device's own
-// forward output instead, which pins the device backward kernel just as tightly.
+// (2^-8 relative < 1/128). The bf16 gradients of exp, tanh, sigmoid, sqrt and rsqrt are computed
+// from the rounded forward output, which may itself differ by that one rounding (and 1 - y^2 near
+// y = 1, or y^3, amplifies it): those are compared with the CPU backward formula applied to the
+// device's own forward output instead, which pins the device backward kernel just as tightly.
 //
 // One test case needs no GPU: it runs the kernel's per-element code (Operands::flat / strided of
 // kernels/elementwise_operands.cuh, host-and-device functions) on the CPU over host buffers for
@@ -105,7 +105,8 @@ void emulate_kernel(const F& f, const Tensor<TOut>& out, const Tensor<Ts>&... in
   using loom::kernels::detail::dev;
   using loom::kernels::detail::device_t;
   const Shape shape = out.shape();
-  const auto map = loom::cuda::make_offset_map<sizeof...(Ts) + 1>(shape, {out.strides(), in.expand_strides_to(shape)...});
+  const auto map =
+      loom::cuda::make_offset_map<sizeof...(Ts) + 1>(shape, {out.strides(), in.expand_strides_to(shape)...});
   using Ops = ew::Operands<InPlace, F, device_t<TOut>, std::index_sequence_for<Ts...>, device_t<Ts>...>;
   const Ops ops{f, dev(out.data()), {static_cast<const void*>(dev(in.data()))...}, map};
   const bool flat = ew::all_unit_stride(map);
@@ -216,8 +217,8 @@ void check_all_unary() {
   check_unary<T>("neg", [](const auto& x) { return -x; }, -3, 3, true);
   check_unary<T>("exp", [](const auto& x) { return loom::exp(x); }, -4, 4, true, fn::Mul{});
   check_unary<T>("log", [](const auto& x) { return loom::log(x); }, 0.05, 6, true);
-  check_unary<T>("sqrt", [](const auto& x) { return loom::sqrt(x); }, 0.05, 6, true);
-  check_unary<T>("rsqrt", [](const auto& x) { return loom::rsqrt(x); }, 0.05, 6, true);
+  check_unary<T>("sqrt", [](const auto& x) { return loom::sqrt(x); }, 0.05, 6, true, fn::SqrtGrad{});
+  check_unary<T>("rsqrt", [](const auto& x) { return loom::rsqrt(x); }, 0.05, 6, true, fn::RsqrtGrad{});
   check_unary<T>("tanh", [](const auto& x) { return loom::tanh(x); }, -3, 3, true, fn::TanhGrad{});
   check_unary<T>("erf", [](const auto& x) { return loom::erf(x); }, -3, 3, true);
   check_unary<T>("abs", [](const auto& x) { return loom::abs(x); }, -3, 3, true);
