@@ -1,0 +1,27 @@
+#pragma once
+// cuDNN's fused scaled-dot-product attention (kernels/cudnn_attention.cpp, target loom::kernels),
+// built through the backend (graph) API: the SDPA graph Q·Kᵀ -> ·scale -> softmax (statistics saved)
+// -> ·V that cuDNN's fused flash-attention engines recognise. A comparator for loom's own kernels
+// (benchmarks/gpu/bench_attention_gpu.cpp) and a selectable attention backend (docs/cuda.md "cuDNN").
+// Plain C++: contiguous device pointers. Forward only: the backward (dQ, dK, dV) graph is not built
+// yet. Built without cuDNN, the functions throw a loom::Error saying so.
+#include <cstdint>
+
+namespace loom::cuda {
+
+struct CudnnSdpaDims {
+  int64_t batch = 0, heads = 0, seq_q = 0, seq_kv = 0, head_dim = 0;  // [B, H, S, D]; [BH, S, D] is heads = 1
+  float scale = 0;  // the score scale, e.g. 1/sqrt(D)
+};
+
+// Throws a loom::Error saying why cuDNN's SDPA cannot take these dims (D a multiple of 8, <= 128;
+// every extent positive); does not need a device.
+void check_cudnn_sdpa_dims(const CudnnSdpaDims& d);
+
+// q [B, H, Sq, D], k, v [B, H, Skv, D], o [B, H, Sq, D]: contiguous bf16 (loom::bf16) on the device;
+// stats [B, H, Sq] fp32: the log-sum-exp of each row of the scaled scores (max + log Σ exp), what a
+// backward pass needs. The execution plan is built once per shape (per thread) and cached; its
+// workspace comes from loom's caching allocator. Runs on the legacy default stream.
+void cudnn_sdpa_forward(const CudnnSdpaDims& d, const void* q, const void* k, const void* v, void* o, float* stats);
+
+}  // namespace loom::cuda
