@@ -11,7 +11,8 @@
 //   arg_extreme  max / min over one dim with the index of the first extreme: row mode with an
 //                order-free (value, index) combine (loom/cuda/arg_extreme.hpp); put_along its backward.
 // Ops: sum (with a scale: mean), max, min (NaN wins), count_equal (amax / amin ties), sum_squares
-// (fp32 out, for a gradient norm). Also scale_strided (mean's backward) and extreme_backward
+// (fp32 out, for a gradient norm), mean_f32 / deviation / squared_deviation (var and stddev:
+// spread_forward / spread_backward). Also scale_strided (mean's backward) and extreme_backward
 // (amax / amin's tie-sharing gradient).
 // Index math: loom/cuda/reduce_map.hpp (CPU-tested in tests/cuda/test_reduce_map.cpp).
 // How to run: tests/cuda/test_device_reduce.cpp (SKIPs without a GPU) compares every op against the
@@ -54,21 +55,31 @@ struct FoldOf<ReduceOp::min> {
   using type = ExtremeFold<false>;
 };
 
-// The value element p contributes to output o: itself, its square, or (count_equal) 1 when it
-// equals target[o].
+// The value element p contributes to output o: itself, its square, its (squared) deviation from
+// the fp32 target[o], or (count_equal) 1 when it equals the element-type target[o].
 template <ReduceOp kOp, class T>
-__device__ __forceinline__ float take(const T* p, const T* target, int64_t o) {
-  if constexpr (kOp == ReduceOp::count_equal) return load(p) == load(target + o) ? 1.f : 0.f;
-  else if constexpr (kOp == ReduceOp::sum_squares) return load(p) * load(p);
-  else return load(p);
+__device__ __forceinline__ float take(const T* p, const void* target, int64_t o) {
+  if constexpr (kOp == ReduceOp::count_equal) {
+    return load(p) == load(static_cast<const T*>(target) + o) ? 1.f : 0.f;
+  } else if constexpr (kOp == ReduceOp::sum_squares) {
+    return load(p) * load(p);
+  } else if constexpr (kOp == ReduceOp::deviation) {
+    return load(p) - static_cast<const float*>(target)[o];
+  } else if constexpr (kOp == ReduceOp::squared_deviation) {
+    const float d = load(p) - static_cast<const float*>(target)[o];
+    return d * d;
+  } else {
+    return load(p);
+  }
 }
 
-// Stores a finished value: the element type with `scale` (sum), or fp32 (count_equal, sum_squares).
+// Stores a finished value: sum / max / min in the element type (sum with `scale`), others in fp32.
 template <ReduceOp kOp, class T>
 __device__ __forceinline__ void store_result(void* out, int64_t o, float v, float scale) {
-  if constexpr (kOp == ReduceOp::count_equal || kOp == ReduceOp::sum_squares) static_cast<float*>(out)[o] = v;
-  else if constexpr (kOp == ReduceOp::sum) store(static_cast<T*>(out) + o, v * scale);
-  else store(static_cast<T*>(out) + o, v);
+  if constexpr (kOp == ReduceOp::sum) store(static_cast<T*>(out) + o, v * scale);
+  else if constexpr (kOp == ReduceOp::max || kOp == ReduceOp::min) store(static_cast<T*>(out) + o, v);
+  else if constexpr (kOp == ReduceOp::mean_f32) static_cast<float*>(out)[o] = v / scale;  // scale: N
+  else static_cast<float*>(out)[o] = v;
 }
 
 template <ReduceOp kOp>
@@ -76,7 +87,7 @@ using fold_t = typename FoldOf<kOp>::type;
 
 // grid (outputs, chunks). partial == nullptr: one chunk, results go straight to out.
 template <ReduceOp kOp, class T>
-__global__ void reduce_rows_kernel(void* out, float* partial, const T* in, const T* target, ReduceMap map,
+__global__ void reduce_rows_kernel(void* out, float* partial, const T* in, const void* target, ReduceMap map,
                                    ReduceSplit split, float scale) {
   using Op = fold_t<kOp>;
   const int64_t chunk = blockIdx.y;
@@ -97,7 +108,7 @@ __global__ void reduce_rows_kernel(void* out, float* partial, const T* in, const
 
 // block (kColumnWidth, kColumnLanes), grid (output groups, chunks).
 template <ReduceOp kOp, class T>
-__global__ void reduce_columns_kernel(void* out, float* partial, const T* in, const T* target, ReduceMap map,
+__global__ void reduce_columns_kernel(void* out, float* partial, const T* in, const void* target, ReduceMap map,
                                       ReduceSplit split, float scale) {
   using Op = fold_t<kOp>;
   __shared__ float lanes[kColumnLanes][kColumnWidth];
@@ -137,7 +148,7 @@ unsigned grid_for(int64_t n, int threads) {
 }
 
 template <ReduceOp kOp, class T>
-void launch_reduce(void* out, const T* in, const T* target, const ReduceMap& map, float scale) {
+void launch_reduce(void* out, const T* in, const void* target, const ReduceMap& map, float scale) {
   const bool columns = map.column_mode();
   const int64_t out_blocks = columns ? (map.n_out + kColumnWidth - 1) / kColumnWidth : map.n_out;
   const ReduceSplit split = reduce_split(map.n_red, out_blocks);
@@ -217,6 +228,34 @@ __global__ void put_along_kernel(T* dst, const T* src, const int64_t* index, Off
   }
 }
 
+// out[o] = var or std from the fp32 deviation sums (the CPU's corrected two-pass formula).
+template <class T, bool kStd>
+__global__ void spread_finish_kernel(T* out, const float* dev, const float* dev2, int64_t n_out, float n, float denom) {
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < n_out; o += int64_t(gridDim.x) * blockDim.x) {
+    const float v = (dev2[o] - dev[o] * dev[o] / n) / denom;
+    store(out + o, kStd ? sqrtf(v) : v);
+  }
+}
+
+// gx = coef[o] (x - mean[o]): var coef = 2 g / denom; std coef = g / (denom std), 0 where std == 0.
+template <class T, bool kStd>
+__global__ void spread_backward_kernel(T* gx, const T* x, const float* mean, const T* g, const T* out,
+                                       OffsetMap<3> map, int64_t n, float denom) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t off[3];
+    map.offsets(i, off);
+    const int64_t o = off[2];
+    float coef;
+    if constexpr (kStd) {
+      const float s = load(out + o);
+      coef = s == 0.f ? 0.f : load(g + o) / (denom * s);
+    } else {
+      coef = 2.f * load(g + o) / denom;
+    }
+    store(gx + off[0], coef * (load(x + off[1]) - mean[o]));
+  }
+}
+
 template <class T>
 __global__ void scale_kernel(T* dst, const T* src, OffsetMap<2> map, int64_t n, float factor) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -248,7 +287,7 @@ void reduce_strided(DType type, ReduceOp op, void* out, const void* in, const Re
   with_float_type("reduce", type, [&](auto tag) {
     using T = decltype(tag);
     const T* x = static_cast<const T*>(in);
-    const T* t = static_cast<const T*>(target);
+    const void* t = target;
     const float s = float(scale);
     switch (op) {
       case ReduceOp::sum: return launch_reduce<ReduceOp::sum, T>(out, x, t, map, s);
@@ -256,6 +295,9 @@ void reduce_strided(DType type, ReduceOp op, void* out, const void* in, const Re
       case ReduceOp::min: return launch_reduce<ReduceOp::min, T>(out, x, t, map, s);
       case ReduceOp::count_equal: return launch_reduce<ReduceOp::count_equal, T>(out, x, t, map, s);
       case ReduceOp::sum_squares: return launch_reduce<ReduceOp::sum_squares, T>(out, x, t, map, s);
+      case ReduceOp::mean_f32: return launch_reduce<ReduceOp::mean_f32, T>(out, x, t, map, float(map.n_red));
+      case ReduceOp::deviation: return launch_reduce<ReduceOp::deviation, T>(out, x, t, map, s);
+      case ReduceOp::squared_deviation: return launch_reduce<ReduceOp::squared_deviation, T>(out, x, t, map, s);
     }
   });
 }
@@ -282,6 +324,44 @@ void put_along(DType type, void* dst, const void* src, const int64_t* index, con
     using T = decltype(tag);
     put_along_kernel<<<grid_for(numel, 256), 256>>>(static_cast<T*>(dst), static_cast<const T*>(src), index, map,
                                                     numel, step);
+  });
+  LOOM_CUDA_CHECK_LAUNCH();
+}
+
+void spread_forward(DType type, bool is_std, void* out, const void* in, const ReduceMap& map, double denom) {
+  if (map.n_out == 0) return;
+  with_float_type(is_std ? "stddev" : "var", type, [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = static_cast<const T*>(in);
+    DeviceBuffer<float> stats(size_t(3 * map.n_out));  // [mean | dev | dev2]
+    float* mean = stats.data();
+    float* dev = mean + map.n_out;
+    float* dev2 = dev + map.n_out;
+    launch_reduce<ReduceOp::mean_f32, T>(mean, x, nullptr, map, float(map.n_red));
+    launch_reduce<ReduceOp::deviation, T>(dev, x, mean, map, 1.f);
+    launch_reduce<ReduceOp::squared_deviation, T>(dev2, x, mean, map, 1.f);
+    T* o = static_cast<T*>(out);
+    const float n = float(map.n_red), d = float(denom);
+    if (is_std) spread_finish_kernel<T, true><<<grid_for(map.n_out, 256), 256>>>(o, dev, dev2, map.n_out, n, d);
+    else spread_finish_kernel<T, false><<<grid_for(map.n_out, 256), 256>>>(o, dev, dev2, map.n_out, n, d);
+  });
+  LOOM_CUDA_CHECK_LAUNCH();
+}
+
+void spread_backward(DType type, bool is_std, void* gx, const void* x, const void* g, const void* out,
+                     const ReduceMap& map, const OffsetMap<3>& elements, int64_t numel, double denom) {
+  if (numel == 0) return;
+  with_float_type(is_std ? "stddev backward" : "var backward", type, [&](auto tag) {
+    using T = decltype(tag);
+    DeviceBuffer<float> mean(size_t(map.n_out));  // recomputed, as the CPU op does
+    launch_reduce<ReduceOp::mean_f32, T>(mean.data(), static_cast<const T*>(x), nullptr, map, float(map.n_red));
+    T* pgx = static_cast<T*>(gx);
+    const T *px = static_cast<const T*>(x), *pg = static_cast<const T*>(g), *po = static_cast<const T*>(out);
+    const unsigned grid = grid_for(numel, 256);
+    const float* m = mean.data();
+    const float d = float(denom);
+    if (is_std) spread_backward_kernel<T, true><<<grid, 256>>>(pgx, px, m, pg, po, elements, numel, d);
+    else spread_backward_kernel<T, false><<<grid, 256>>>(pgx, px, m, pg, po, elements, numel, d);
   });
   LOOM_CUDA_CHECK_LAUNCH();
 }

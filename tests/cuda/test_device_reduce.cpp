@@ -193,6 +193,43 @@ TEST_CASE("CUDA max / min / argmax / argmin over a dim: values, first-occurrence
   check(bf16{});
 }
 
+TEST_CASE("CUDA var and stddev (biased and unbiased), forward and backward, match the CPU", "[cuda][reduce]") {
+  REQUIRE_GPU();
+  auto check = [](auto tag) {
+    using T = decltype(tag);
+    const auto tol = loom::test::tol_for<T>();
+    auto same = [](const auto& t) { return t; };
+    auto transposed = [](const auto& t) { return t.transpose(0, 1); };
+    uint32_t seed = 400;
+    for (int64_t n : kSizes) {
+      INFO("reduced extent " << n);
+      for (bool unbiased : {true, false}) {
+        const bool keepdim = unbiased;
+        const std::vector<std::pair<Shape, std::vector<int64_t>>> cases = {
+            {{3, n}, {1}}, {{n, 5}, {0}}, {{2, n, 3}, {0, 1}}, {{n, 3}, {}}};
+        for (const auto& [shape, dims] : cases) {
+          // n == 1 unbiased divides by zero: NaN values and gradients on both sides.
+          const Tensor<T> x = random_tensor<T>(shape, seed++, 0.5f);
+          check_against_cpu<T>(x, same, [&](const auto& t) { return loom::var(t, dims, unbiased, keepdim); }, tol,
+                               seed++);
+          check_against_cpu<T>(x, same, [&](const auto& t) { return loom::stddev(t, dims, unbiased, keepdim); }, tol,
+                               seed++);
+        }
+        const Tensor<T> base = random_tensor<T>({5, n}, seed++, 0.5f);  // read as [n, 5]
+        check_against_cpu<T>(base, transposed, [&](const auto& t) { return loom::var(t, {0}, unbiased); }, tol,
+                             seed++);
+      }
+    }
+    // Long rows split into chunks; a constant row (std 0: gradient 0 there, as on the CPU).
+    check_against_cpu<T>(random_tensor<T>({2, 50000}, 9, 0.5f), same,
+                         [](const auto& t) { return loom::stddev(t, {1}); }, tol, 10);
+    check_against_cpu<T>(Tensor<T>::full({3, 40}, T(1.5f)), same, [](const auto& t) { return loom::stddev(t, {1}); },
+                         tol, 11);
+  };
+  check(float{});
+  check(bf16{});
+}
+
 TEST_CASE("CUDA sum_squares (a gradient norm's reduction) matches a double sum, float and bf16", "[cuda][reduce]") {
   REQUIRE_GPU();
   auto check = [](auto tag) {

@@ -21,11 +21,15 @@ enum class ReduceOp {
   min,          // smallest; a NaN wins
   count_equal,  // how many elements equal the output's `target` (ties of amax / amin)
   sum_squares,  // sum of x^2 (e.g. a gradient norm), kept in fp32
+  // fp32 out, for var / stddev's two passes (target: n_out fp32 centers):
+  mean_f32,           // sum / N, a correctly rounded division (a constant row's mean is exact)
+  deviation,          // sum of (x - target[o])
+  squared_deviation,  // sum of (x - target[o])^2
 };
 
-// out[o] (dense, n_out elements of `type`; f32 for count_equal and sum_squares) = op over r of
+// out[o] (dense, n_out elements: of `type` for sum / max / min, else f32) = op over r of
 // in[map.input_offset(o, r)].
-// `target` (count_equal only): n_out dense elements of `type`.
+// `target`: n_out dense elements, of `type` for count_equal, f32 for (squared_)deviation.
 void reduce_strided(DType type, ReduceOp op, void* out, const void* in, const ReduceMap& map, double scale = 1.0,
                     const void* target = nullptr);
 
@@ -44,6 +48,15 @@ void arg_extreme(DType type, bool is_max, void* values, int64_t* indices, const 
 // (over the output's positions; map operands {dst, src, index}).
 void put_along(DType type, void* dst, const void* src, const int64_t* index, const OffsetMap<3>& map, int64_t numel,
                int64_t step);
+
+// var (is_std: stddev) over the map's reduced elements, dividing by `denom` (N or N - 1): the
+// corrected two-pass formula of the CPU op, (sum d^2 - (sum d)^2 / N) / denom with d = x - mean,
+// in fp32. out: n_out dense elements of `type`.
+void spread_forward(DType type, bool is_std, void* out, const void* in, const ReduceMap& map, double denom);
+// Its backward: gx = coef[o] (x - mean[o]) with coef = 2 g / denom (var) or g / (denom std), 0 where
+// std == 0. g and out dense [n_out]; elements {gx, x, o's index} through `elements`.
+void spread_backward(DType type, bool is_std, void* gx, const void* x, const void* g, const void* out,
+                     const ReduceMap& map, const OffsetMap<3>& elements, int64_t numel, double denom);
 
 // dst = factor * src elementwise (mean's backward); map operands {dst, src}.
 void scale_strided(DType type, void* dst, const void* src, const OffsetMap<2>& map, int64_t numel, double factor);
