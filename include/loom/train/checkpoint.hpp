@@ -66,6 +66,36 @@ inline json::Value read_json_file(const std::string& path) {
   }
 }
 
+// io::load_into for tensors on any device: device tensors are loaded into host copies of their
+// current values (all checks before anything is written, as load_into does) and copied back, so
+// tensors a lenient load skips keep their values.
+template <class T, class Dev>
+io::LoadReport load_named(const std::vector<std::pair<std::string, Tensor<T, Dev>>>& targets,
+                          const io::SafetensorsFile& file, const io::LoadOptions& options = {}) {
+  io::NamedTensorRefs refs;
+  if constexpr (!Tensor<T, Dev>::kOnDevice) {
+    for (const auto& [name, t] : targets) refs.emplace_back(name, t);
+    return io::load_into(refs, file, options);
+  } else {
+    NoGradGuard guard;
+    std::vector<Tensor<T>> host;
+    for (const auto& [name, t] : targets) host.push_back(t.template to_device<CPU>());
+    for (size_t i = 0; i < targets.size(); ++i) refs.emplace_back(targets[i].first, host[i]);
+    io::LoadReport report = io::load_into(refs, file, options);
+    for (size_t i = 0; i < targets.size(); ++i) Tensor<T, Dev>(targets[i].second).copy_(host[i].template to_device<Dev>());
+    return report;
+  }
+}
+
+// Host copies of named tensors, for writing them (a no-op handle copy for CPU tensors).
+template <class T, class Dev>
+io::NamedTensorRefs host_refs(const std::vector<std::pair<std::string, Tensor<T, Dev>>>& named) {
+  NoGradGuard guard;
+  io::NamedTensorRefs refs;
+  for (const auto& [name, t] : named) refs.emplace_back(name, t.template to_device<CPU>());
+  return refs;
+}
+
 namespace detail {
 // Model tensors plus the optimizer's moments under the optimizer prefix, on the training device.
 template <class T, class Dev>
@@ -87,10 +117,9 @@ void save_checkpoint(const std::string& dir, const nn::Module<T, Dev>& model, co
   const int64_t step = state["step"].as_int();
   state.set("optimizer_steps", optimizer.steps());
   const CheckpointPaths paths = CheckpointPaths::in(dir, stem);
-  io::NamedTensorRefs refs;  // device tensors are saved from host copies: checkpoints are device-independent
-  for (const auto& [name, t] : detail::checkpoint_entries(model, optimizer))
-    refs.emplace_back(name, t.template to_device<CPU>());
-  io::save_safetensors(paths.weights, refs, {{"step", std::to_string(step)}, {"format", kCheckpointFormat}});
+  // Device tensors are saved from host copies: checkpoints are device-independent.
+  io::save_safetensors(paths.weights, host_refs(detail::checkpoint_entries(model, optimizer)),
+                       {{"step", std::to_string(step)}, {"format", kCheckpointFormat}});
   write_json_file(paths.state, state);
 }
 
@@ -113,20 +142,7 @@ json::Value load_checkpoint(const std::string& dir, nn::Module<T, Dev>& model, o
   LOOM_CHECK(it != meta.end() && it->second == std::to_string(step), "load_checkpoint: ", paths.weights,
              " holds step ", it == meta.end() ? std::string("(none)") : it->second, " but ", paths.state, " says step ",
              step, " (a save was interrupted between the two files); cannot resume consistently");
-  const auto entries = detail::checkpoint_entries(model, optimizer);
-  io::NamedTensorRefs refs;
-  if constexpr (Tensor<T, Dev>::kOnDevice) {
-    // Loaded into host tensors first (all-or-nothing there), then uploaded.
-    std::vector<Tensor<T>> host;
-    for (const auto& [name, t] : entries) host.push_back(Tensor<T>::empty(t.shape()));
-    for (size_t i = 0; i < entries.size(); ++i) refs.emplace_back(entries[i].first, host[i]);
-    io::load_into(refs, file);
-    NoGradGuard guard;
-    for (size_t i = 0; i < entries.size(); ++i) Tensor<T, Dev>(entries[i].second).copy_(host[i].template to_device<Dev>());
-  } else {
-    for (const auto& [name, t] : entries) refs.emplace_back(name, t);
-    io::load_into(refs, file);  // strict, all-or-nothing
-  }
+  load_named(detail::checkpoint_entries(model, optimizer), file);  // strict, all-or-nothing
   optimizer.set_steps(state["optimizer_steps"].as_int());
   return state;
 }

@@ -18,6 +18,10 @@
 // Output in --out: config.json, label_subset.txt, metrics.jsonl, best.safetensors (+ best.json),
 // last.safetensors, report.json / report.md / per_class_ap.png (the test split), val_report.*
 // (the best validation pass), predictions.csv (--save-predictions).
+//
+// --device cuda (a build linked with loom::kernels): model, optimizer, features and every step on
+// the GPU (BasicMultilabelFinetuner<CUDA>); batches are uploaded, checkpoints written from host
+// copies. --evaluate runs on the CPU.
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -123,10 +127,9 @@ inline models::ClassifierConfig classifier_config_from_json(const json::Value& v
 
 // Loads a classifier checkpoint strictly (every tensor of checkpoint_state(), nothing else); errors
 // name the tensor.
-inline void load_classifier(models::MultiLabelClassifier<float, CPU>& model, const std::string& file) {
-  io::NamedTensorRefs refs;
-  for (const auto& [n, t] : model.checkpoint_state()) refs.emplace_back(n, t);
-  io::load_into(refs, io::SafetensorsFile::open(file), nn::with_patch_embed_reshape(model, io::LoadOptions()));
+template <class Dev>
+void load_classifier(models::MultiLabelClassifier<float, Dev>& model, const std::string& file) {
+  load_named(model.checkpoint_state(), io::SafetensorsFile::open(file), nn::with_patch_embed_reshape(model, io::LoadOptions()));
 }
 
 struct FinetuneResult {
@@ -137,15 +140,23 @@ struct FinetuneResult {
   json::Value test_report;          // report.json's content
 };
 
-class MultilabelFinetuner {
+template <class Dev>
+class BasicMultilabelFinetuner {
  public:
-  using Model = models::MultiLabelClassifier<float, CPU>;
+  using Model = models::MultiLabelClassifier<float, Dev>;
+  using FloatTensor = Tensor<float, Dev>;
+  static constexpr bool kOnDevice = FloatTensor::kOnDevice;
 
   // Data-parallel with a communicator of N > 1 ranks (docs/distributed.md): each rank trains on its
   // share of every global batch of N x --batch-size, gradients are averaged, only rank 0 writes.
-  explicit MultilabelFinetuner(FinetuneConfig cfg, std::ostream& log = std::cout, dist::Communicator* comm = nullptr)
+  explicit BasicMultilabelFinetuner(FinetuneConfig cfg, std::ostream& log = std::cout, dist::Communicator* comm = nullptr)
       : cfg_(std::move(cfg)), log_(log), comm_(comm ? comm : &single_process_) {
     validate_settings(cfg_);
+    LOOM_CHECK(cfg_.device == Dev::name, "finetune_multilabel: --device ", cfg_.device, " given to the trainer for ",
+               Dev::name, " (finetune_multilabel_main picks the trainer from --device)");
+    if (kOnDevice && comm_->size() > 1)
+      throw io::UsageError("--device: data-parallel training on GPUs (NCCL) is not wired into the trainer yet; "
+                           "run one process per GPU job or use --device cpu under mpirun");
     if (cfg_.evaluate) throw io::UsageError("--evaluate: use evaluate_checkpoint() (finetune_multilabel --evaluate)");
     if (cfg_.threads > 0) set_num_threads(int(cfg_.threads));
     std::filesystem::create_directories(cfg_.out);
@@ -153,9 +164,11 @@ class MultilabelFinetuner {
     build_model();
     if (!cfg_.init.empty()) load_init();
     build_optimizer();
-    if (comm_->size() > 1) {  // every rank starts from rank 0's weights
-      data_parallel_ = std::make_unique<dist::DataParallel<float>>(*comm_, trainable_);
-      data_parallel_->broadcast_parameters();
+    if constexpr (!kOnDevice) {
+      if (comm_->size() > 1) {  // every rank starts from rank 0's weights
+        data_parallel_ = std::make_unique<dist::DataParallel<float>>(*comm_, trainable_);
+        data_parallel_->broadcast_parameters();
+      }
     }
   }
 
@@ -174,7 +187,7 @@ class MultilabelFinetuner {
         " parameters, ", train_->size(), " training samples (", train_base_->size(), " x label fraction ",
         cfg_.label_fraction, "), ", batches_per_epoch_, " batches of ", batch_size_, " per epoch, ", total_steps_,
         " steps, lr ", lr_, ", modalities ", cfg_.modalities, cfg_.init.empty() ? ", from scratch" : ", init " + cfg_.init,
-        cfg_.linear_probe ? ", linear probe" : "", ", ", num_threads(), " threads");
+        cfg_.linear_probe ? ", linear probe" : "", ", ", kOnDevice ? "on the GPU" : std::to_string(num_threads()) + " threads");
 
     // The untrained model's validation score: the reference a run must improve on.
     auto validate = [&](int64_t step) {
@@ -214,11 +227,12 @@ class MultilabelFinetuner {
         const auto [first, last] = dist::batch_shard(int64_t(probe_order_.size()), position, batch_size_, comm_->rank(), world_size);
         const Tensor<int64_t> ids = Tensor<int64_t>::from_vector(
             {last - first}, std::vector<int64_t>(probe_order_.begin() + first, probe_order_.begin() + last));
-        const Tensor<float> features = index_rows(train_features_, ids), labels = index_rows(train_labels_, ids);
+        const FloatTensor features = index_rows(train_features_, ids), labels = index_rows(train_labels_, ids);
         s = train_step([&] { return model_->head_logits(features); }, labels, lr);
       } else {
         const data::Batch batch = next_batch(epoch, position);
-        s = train_step([&] { return model_->forward({batch.s1, batch.s2}); }, batch.labels, lr);
+        s = train_step([&] { return model_->forward({batch.s1.template to_device<Dev>(), batch.s2.template to_device<Dev>()}); },
+                       batch.labels.template to_device<Dev>(), lr);
       }
       LOOM_CHECK(std::isfinite(s.loss) && std::isfinite(s.grad_norm), "finetune_multilabel: non-finite training at step ",
                  step_ + 1, " (loss ", s.loss, ", gradient norm ", s.grad_norm, "); try a lower --blr or --clip");
@@ -275,7 +289,7 @@ class MultilabelFinetuner {
   const std::vector<int64_t>& subset() const { return subset_; }
   int64_t total_steps() const { return total_steps_; }
   double lr() const { return lr_; }
-  const Tensor<float>& pos_weight() const { return pos_weight_; }
+  const FloatTensor& pos_weight() const { return pos_weight_; }
   json::Value config_json() const {
     return json::Value::object({{"settings", settings_to_json(cfg_)},
                                 {"model", classifier_config_json(model_->classifier, class_names_)},
@@ -298,10 +312,10 @@ class MultilabelFinetuner {
 
   // One optimizer step: forward, loss, backward, clipping, update. (A data-parallel all-reduce of
   // the gradients goes between backward and clipping.)
-  StepStats train_step(const std::function<Tensor<float>()>& forward, const Tensor<float>& targets, double lr) {
+  StepStats train_step(const std::function<FloatTensor()>& forward, const FloatTensor& targets, double lr) {
     optimizer_->zero_grad();
-    const Tensor<float> logits = forward();  // [B, K]
-    const Tensor<float> loss = binary_cross_entropy_with_logits(logits, targets, pos_weight_);
+    const FloatTensor logits = forward();  // [B, K]
+    const FloatTensor loss = binary_cross_entropy_with_logits(logits, targets, pos_weight_);
     loss.backward();
     StepStats s;
     s.loss = double(loss.item());
@@ -328,10 +342,10 @@ class MultilabelFinetuner {
     Generator gen(seed(), uint64_t(epoch) << 40);
     return randperm(n, gen).to_vector();
   }
-  static Tensor<float> index_rows(const Tensor<float>& x, const Tensor<int64_t>& ids) {
-    std::vector<Tensor<float>> rows;
+  static FloatTensor index_rows(const FloatTensor& x, const Tensor<int64_t>& ids) {
+    std::vector<FloatTensor> rows;
     for (int64_t i : ids.to_vector()) rows.push_back(x.narrow(0, i, 1));
-    return concat<float, CPU>(rows, 0);
+    return concat<float, Dev>(rows, 0);
   }
 
   void open_data() {
@@ -394,9 +408,9 @@ class MultilabelFinetuner {
     Generator init(seed());
     model_ = std::make_unique<Model>(c, init);
     model_->train();
-    model_->apply([&](const std::string&, nn::Module<float, CPU>& m) {
-      if (auto* d = dynamic_cast<nn::DropPath<float, CPU>*>(&m)) stochastic_.push_back(&d->generator());
-      if (auto* d = dynamic_cast<nn::Dropout<float, CPU>*>(&m)) stochastic_.push_back(&d->generator());
+    model_->apply([&](const std::string&, nn::Module<float, Dev>& m) {
+      if (auto* d = dynamic_cast<nn::DropPath<float, Dev>*>(&m)) stochastic_.push_back(&d->generator());
+      if (auto* d = dynamic_cast<nn::Dropout<float, Dev>*>(&m)) stochastic_.push_back(&d->generator());
     });
   }
 
@@ -413,8 +427,7 @@ class MultilabelFinetuner {
           return n;
         }));
     // Shapes and dtypes are checked (naming the tensor) before anything is written.
-    io::NamedTensorRefs targets;
-    for (const auto& [n, t] : model_->state_dict()) targets.emplace_back(n, t);
+    const auto targets = model_->state_dict();
     std::vector<std::string> unexpected;
     {
       // Dry check of names first, so that a wrong-architecture file changes nothing.
@@ -427,7 +440,7 @@ class MultilabelFinetuner {
     }
     LOOM_CHECK(unexpected.empty(), "--init: ", cfg_.init, " holds tensors this model has no place for: ",
                io::detail::join_names(unexpected), " (another --tokens, --model or modality groups?)");
-    const io::LoadReport report = io::load_into(targets, file, opts);
+    const io::LoadReport report = load_named(targets, file, opts);
     std::vector<std::string> missing;
     for (const auto& n : report.missing)
       if (n.rfind("head.", 0) != 0 && n.rfind("fc_norm.", 0) != 0 && n != "pos_embed" && !model_->is_unused_name(n))
@@ -445,13 +458,13 @@ class MultilabelFinetuner {
     }
     for (const auto& p : model_->parameters())
       if (p.requires_grad()) trainable_.push_back(p);
-    optimizer_ = std::make_unique<optim::AdamW<float, CPU>>(
+    optimizer_ = std::make_unique<optim::AdamW<float, Dev>>(
         optim::make_param_groups(model_->named_parameters(), cfg_.weight_decay, cfg_.layer_decay,
                                  int(model_->config.depth)),
         optim::AdamWOptions().betas(0.9, 0.999).with_eps(1e-8));
     lr_ = cfg_.blr * double(batch_size_ * comm_->size()) / 256.0;  // on the global batch
     schedule_ = optim::WarmupCosine{lr_, warmup_steps_, total_steps_, std::min(cfg_.min_lr, lr_)};
-    if (cfg_.pos_weight) pos_weight_ = class_balanced_pos_weight();
+    if (cfg_.pos_weight) pos_weight_ = class_balanced_pos_weight().template to_device<Dev>();
   }
 
   // Per class: negatives / positives over the label subset (1 for a class without positives).
@@ -494,7 +507,7 @@ class MultilabelFinetuner {
 
   // Pooled features ([N, D]), labels ([N, K]) and names of a whole dataset, in dataset order.
   struct FeatureSet {
-    Tensor<float> features, labels;
+    FloatTensor features, labels;  // [N, D], [N, K]
     std::vector<std::string> names;
   };
   FeatureSet pooled_features(const data::Dataset& ds) {
@@ -502,16 +515,16 @@ class MultilabelFinetuner {
     model_->eval();
     data::DataLoader loader(ds, data::LoaderOptions().batch_size(cfg_.batch_size).workers(int(cfg_.workers)).shuffle(false).drop_last(false));
     loader.start_epoch(0);
-    std::vector<Tensor<float>> f, y;
+    std::vector<FloatTensor> f, y;
     FeatureSet out;
     while (std::optional<data::Batch> b = loader.next()) {
-      f.push_back(model_->pooled({b->s1, b->s2}));
-      y.push_back(b->labels);
+      f.push_back(model_->pooled({b->s1.template to_device<Dev>(), b->s2.template to_device<Dev>()}));
+      y.push_back(b->labels.template to_device<Dev>());
       out.names.insert(out.names.end(), b->names.begin(), b->names.end());
     }
     model_->train();
-    out.features = concat<float, CPU>(f, 0);
-    out.labels = concat<float, CPU>(y, 0);
+    out.features = concat<float, Dev>(f, 0);
+    out.labels = concat<float, Dev>(y, 0);
     return out;
   }
   void cache_features() {
@@ -526,7 +539,7 @@ class MultilabelFinetuner {
     model_->eval();
     Predictions p;
     p.c = int64_t(class_names_.size());
-    auto add = [&](const Tensor<float>& logits, const Tensor<float>& labels) {
+    auto add = [&](const FloatTensor& logits, const auto& labels) {
       const std::vector<float> probs = sigmoid(logits).contiguous().to_vector(), y = labels.contiguous().to_vector();
       p.probs.insert(p.probs.end(), probs.begin(), probs.end());
       p.targets.insert(p.targets.end(), y.begin(), y.end());
@@ -540,7 +553,7 @@ class MultilabelFinetuner {
       data::DataLoader loader(ds, data::LoaderOptions().batch_size(cfg_.batch_size).workers(int(cfg_.workers)).shuffle(false).drop_last(false));
       loader.start_epoch(0);
       while (std::optional<data::Batch> b = loader.next()) {
-        add(model_->forward({b->s1, b->s2}), b->labels);
+        add(model_->forward({b->s1.template to_device<Dev>(), b->s2.template to_device<Dev>()}), b->labels);
         p.names.insert(p.names.end(), b->names.begin(), b->names.end());
       }
     }
@@ -550,9 +563,7 @@ class MultilabelFinetuner {
   }
 
   void save_classifier(const std::string& file, int64_t step) const {
-    io::NamedTensorRefs refs;
-    for (const auto& [n, t] : model_->timm_state()) refs.emplace_back(n, t);  // conv-shaped patch embeddings
-    io::save_safetensors(file, refs,
+    io::save_safetensors(file, host_refs(model_->timm_state()),  // conv-shaped patch embeddings
                          {{"format", kClassifierFormat},
                           {"step", std::to_string(step)},
                           {"classifier", classifier_config_json(model_->classifier, class_names_).dump()}});
@@ -572,18 +583,20 @@ class MultilabelFinetuner {
   int64_t s2_bands_ = 12, image_size_ = 0, batch_size_ = 0, batches_per_epoch_ = 0, total_steps_ = 0, warmup_steps_ = 0;
   int64_t step_ = 0, loader_epoch_ = -1, init_loaded_ = 0;
   std::unique_ptr<Model> model_;
-  std::unique_ptr<optim::AdamW<float, CPU>> optimizer_;
-  std::vector<Tensor<float>> trainable_;
+  std::unique_ptr<optim::AdamW<float, Dev>> optimizer_;
+  std::vector<FloatTensor> trainable_;
   optim::WarmupCosine schedule_{0, 0, 1};
   double lr_ = 0;
-  Tensor<float> pos_weight_;
+  FloatTensor pos_weight_;  // [K] or undefined
   std::vector<Generator*> stochastic_;
   json::Value best_val_report_;
   // linear probe
-  Tensor<float> train_features_, train_labels_;
+  FloatTensor train_features_, train_labels_;
   FeatureSet val_features_, test_features_;
   std::vector<int64_t> probe_order_;
 };
+
+using MultilabelFinetuner = BasicMultilabelFinetuner<CPU>;
 
 // --evaluate: scores a fine-tuned checkpoint on cfg.data; writes report.json / report.md /
 // per_class_ap.png (and predictions.csv) into cfg.out.
@@ -653,8 +666,16 @@ inline int finetune_multilabel_main(int argc, const char* const* argv, std::ostr
       evaluate_checkpoint(cfg, out);
       return 0;
     }
-    MultilabelFinetuner trainer(cfg, out, comm);
-    trainer.run();
+    if (cfg.device == "cuda") {
+#if LOOM_WITH_CUDA
+      BasicMultilabelFinetuner<CUDA>(cfg, out, comm).run();
+      return 0;
+#else
+      throw io::UsageError("--device cuda: this build has no CUDA backend (configure with LOOM_CUDA=ON so that the "
+                           "trainers link loom::kernels)");
+#endif
+    }
+    MultilabelFinetuner(cfg, out, comm).run();
     return 0;
   } catch (const io::UsageError& e) {
     const std::string what = e.what();

@@ -49,6 +49,7 @@ struct FinetuneConfig {
   bool evaluate = false;
   bool save_predictions = false;
   int64_t eval_every = 0;
+  std::string device = "cpu";
   int64_t threads = 0;
   int64_t log_every = 10;
   bool quiet = false;
@@ -89,6 +90,7 @@ inline std::vector<ConfigField> finetune_fields(FinetuneConfig& c) {
       {"evaluate", "score --checkpoint on --data and write the report (no training)", &c.evaluate, k},
       {"save-predictions", "write predictions.csv (patch name, one probability per class) of the scored split", &c.save_predictions, k},
       {"eval-every", "steps between validation passes (0: every epoch)", &c.eval_every, k},
+      {"device", "cpu or cuda (training and validation on the GPU; needs a build with the CUDA backend)", &c.device, k},
       {"threads", "compute threads (0: LOOM_NUM_THREADS or all cores)", &c.threads, k},
       {"log-every", "steps between metrics.jsonl records (and progress lines when not on a terminal)", &c.log_every, k},
       {"quiet", "no progress output", &c.quiet, k},
@@ -150,6 +152,7 @@ inline void validate_settings(const FinetuneConfig& c) {
   need(c.clip >= 0, "clip", "must not be negative (0 turns clipping off)");
   need(c.drop_path >= 0 && c.drop_path < 1, "drop-path", "must be in [0, 1)");
   need(c.label_fraction > 0 && c.label_fraction <= 1, "label-fraction", "must be in (0, 1]");
+  need(c.device == "cpu" || c.device == "cuda", "device", "expected cpu or cuda, got '" + c.device + "'");
   need(c.threads >= 0 && c.threads <= 1024, "threads", "must be in [0, 1024]");
   need(c.workers >= 0 && c.workers <= 64, "workers", "must be in [0, 64]");
   need(c.log_every >= 1, "log-every", "must be at least 1");

@@ -255,9 +255,7 @@ class BasicMaePretrainer {
   void save() {
     if (!is_root()) return;
     save_checkpoint(cfg_.out, *model_, *optimizer_, checkpoint_state());
-    io::NamedTensorRefs encoder;
-    for (const auto& [name, t] : model_->encoder_state()) encoder.emplace_back(name, t.template to_device<CPU>());
-    io::save_safetensors(path("encoder.safetensors"), encoder,
+    io::save_safetensors(path("encoder.safetensors"), host_refs(model_->encoder_state()),
                          {{"step", std::to_string(step_)}, {"format", "loom.multimodal_encoder.v1"}});
   }
   // Everything that run() writes to config.json.
