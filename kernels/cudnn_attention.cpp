@@ -9,7 +9,10 @@
 //   P = E / Z;  O = matmul(P, V [B,H,Skv,D])
 // Virtual tensors are fp32 and packed. The engine comes from heuristics mode A (then FALLBACK): the
 // first configuration whose execution plan finalizes. Plans are cached per thread and shape (the
-// plan holds the thread's cuDNN handle). The backward graph (dQ, dK, dV) is not built yet.
+// plan holds the thread's cuDNN handle).
+//   backward bf16 dQ, dK, dV from dO, O and the statistics: cuDNN's single SDPA backward operation
+//            (CUDNN_BACKEND_OPERATION_SDPA_BWD_DESCRIPTOR, cuDNN >= 9.17; K not transposed there),
+//            same engine search and caching. Not yet run on a GPU (see the test).
 // Every cuDNN call is checked (LOOM_CUDNN_CHECK, kernels/cudnn_check.cuh); the descriptors' geometry
 // is loom/cuda/cudnn_layout.hpp's (CPU-tested).
 // How to run: tests/cuda/test_device_cudnn.cpp (SKIPs without a GPU or without cuDNN) checks O and the
@@ -85,11 +88,11 @@ class Descriptor {
 
 using DescriptorPtr = std::unique_ptr<Descriptor>;
 
-enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kScale, kFirstVirtual = 100 };
+enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kScale, kDO, kDQ, kDK, kDV, kFirstVirtual = 100 };
 
-// The SDPA forward graph and its execution plan for one shape; every descriptor is kept alive
-// as long as the plan.
-struct SdpaForwardPlan {
+// An SDPA operation graph and its execution plan for one shape; every descriptor is kept alive as
+// long as the plan.
+struct SdpaPlan {
   std::vector<DescriptorPtr> keep;
   std::vector<cudnnBackendDescriptor_t> ops;
   DescriptorPtr plan;
@@ -163,7 +166,8 @@ struct SdpaForwardPlan {
     add_op(op);
   }
 
-  SdpaForwardPlan(cudnnHandle_t h, const CudnnSdpaDims& d) {
+  // The forward graph (header comment): composite softmax with statistics between two matmuls.
+  void build_forward(const CudnnSdpaDims& d) {
     const int64_t B = d.batch, H = d.heads, Sq = d.seq_q, Skv = d.seq_kv, D = d.head_dim;
     const BackendLayout scores = packed_layout({B, H, Sq, Skv}), rows = packed_layout({B, H, Sq, 1});
     Descriptor& q = tensor(kQ, CUDNN_DATA_BFLOAT16, packed_layout({B, H, Sq, D}), false);
@@ -191,15 +195,48 @@ struct SdpaForwardPlan {
     Descriptor& p = scratch(scores);
     pointwise(CUDNN_POINTWISE_DIV, e, &z, p);
     matmul(p, v, o);
+  }
 
+  // The backward: cuDNN's single SDPA backward operation (cuDNN >= 9.17) over Q, K, V (not
+  // transposed), O, dO, the forward's statistics and the scale, writing dQ, dK, dV.
+  void build_backward(const CudnnSdpaDims& d) {
+    const int64_t B = d.batch, H = d.heads, Sq = d.seq_q, Skv = d.seq_kv, D = d.head_dim;
+    const BackendLayout rows_q = packed_layout({B, H, Sq, D}), rows_kv = packed_layout({B, H, Skv, D});
+    Descriptor& op = make(CUDNN_BACKEND_OPERATION_SDPA_BWD_DESCRIPTOR);
+    const struct {
+      int64_t uid;
+      cudnnDataType_t type;
+      BackendLayout layout;
+      bool by_value;
+      cudnnBackendAttributeName_t attribute;
+    } operands[] = {
+        {kQ, CUDNN_DATA_BFLOAT16, rows_q, false, CUDNN_ATTR_OPERATION_SDPA_BWD_QDESC},
+        {kK, CUDNN_DATA_BFLOAT16, rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_KDESC},
+        {kV, CUDNN_DATA_BFLOAT16, rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_VDESC},
+        {kO, CUDNN_DATA_BFLOAT16, rows_q, false, CUDNN_ATTR_OPERATION_SDPA_BWD_ODESC},
+        {kDO, CUDNN_DATA_BFLOAT16, rows_q, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DODDESC},
+        {kStats, CUDNN_DATA_FLOAT, packed_layout({B, H, Sq, 1}), false, CUDNN_ATTR_OPERATION_SDPA_BWD_STATSDESC},
+        {kScale, CUDNN_DATA_FLOAT, packed_layout({1, 1, 1, 1}), true, CUDNN_ATTR_OPERATION_SDPA_BWD_SCALEDESC},
+        {kDQ, CUDNN_DATA_BFLOAT16, rows_q, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DQDESC},
+        {kDK, CUDNN_DATA_BFLOAT16, rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DKDESC},
+        {kDV, CUDNN_DATA_BFLOAT16, rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DVDESC},
+    };
+    for (const auto& t : operands)
+      op.set_descriptor(t.attribute, tensor(t.uid, t.type, t.layout, false, t.by_value));
+    add_op(op);
+  }
+
+  // Finalizes the operation graph and takes the first engine that runs it.
+  void make_plan(cudnnHandle_t h, const CudnnSdpaDims& d, const char* direction) {
+    const int64_t B = d.batch, H = d.heads, Sq = d.seq_q, Skv = d.seq_kv, D = d.head_dim;
     Descriptor& graph = make(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
     graph.set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, ops.data(), int64_t(ops.size()))
         .set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, &h)
         .finalize();
     for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK})
       if (try_engines(h, graph, mode)) return;
-    ::loom::detail::fail("cudnn_sdpa: no cuDNN engine supports the SDPA graph for [B ", B, ", H ", H, ", Sq ", Sq,
-                         ", Skv ", Skv, ", D ", D, "] on this GPU");
+    ::loom::detail::fail("cudnn_sdpa: no cuDNN engine supports the SDPA ", direction, " graph for [B ", B, ", H ", H,
+                         ", Sq ", Sq, ", Skv ", Skv, ", D ", D, "] on this GPU (cuDNN ", cudnnGetVersion(), ")");
   }
 
   // The first engine configuration of heuristics `mode` whose plan finalizes becomes the plan.
@@ -238,21 +275,23 @@ struct SdpaForwardPlan {
   }
 };
 
-SdpaForwardPlan& forward_plan(cudnnHandle_t h, const CudnnSdpaDims& d) {
-  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>;
-  thread_local std::map<Key, std::unique_ptr<SdpaForwardPlan>> plans;
-  auto& plan = plans[Key{d.batch, d.heads, d.seq_q, d.seq_kv, d.head_dim}];
-  if (!plan) plan = std::make_unique<SdpaForwardPlan>(h, d);
+// The calling thread's plan for (direction, shape), built on first use.
+SdpaPlan& cached_plan(cudnnHandle_t h, const CudnnSdpaDims& d, bool backward) {
+  using Key = std::tuple<bool, int64_t, int64_t, int64_t, int64_t, int64_t>;
+  thread_local std::map<Key, std::unique_ptr<SdpaPlan>> plans;
+  auto& plan = plans[Key{backward, d.batch, d.heads, d.seq_q, d.seq_kv, d.head_dim}];
+  if (!plan) {
+    auto fresh = std::make_unique<SdpaPlan>();
+    if (backward) fresh->build_backward(d);
+    else fresh->build_forward(d);
+    fresh->make_plan(h, d, backward ? "backward" : "forward");
+    plan = std::move(fresh);
+  }
   return *plan;
 }
 
-}  // namespace
-
-void cudnn_sdpa_forward(const CudnnSdpaDims& d, const void* q, const void* k, const void* v, void* o, float* stats) {
-  check_cudnn_sdpa_dims(d);
-  cudnnHandle_t h = handle();
-  SdpaForwardPlan& plan = forward_plan(h, d);
-  float scale = d.scale;  // by value: the variant pack points at host memory
+// Runs `plan` with the variant pack (uids[i] -> pointers[i]) and a workspace from the caching allocator.
+void execute(cudnnHandle_t h, const SdpaPlan& plan, const std::vector<int64_t>& uids, const std::vector<void*>& pointers) {
   void* workspace = plan.workspace > 0 ? device_allocate(size_t(plan.workspace)) : nullptr;
   struct Release {
     void* p;
@@ -260,14 +299,32 @@ void cudnn_sdpa_forward(const CudnnSdpaDims& d, const void* q, const void* k, co
       if (p) device_release(p);
     }
   } release{workspace};
-  const int64_t uids[] = {kQ, kK, kV, kO, kStats, kScale};
-  void* pointers[] = {const_cast<void*>(q), const_cast<void*>(k), const_cast<void*>(v), o, stats, &scale};
   Descriptor pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
-  pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, uids, 6)
-      .set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, pointers, 6)
+  pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, uids.data(), int64_t(uids.size()))
+      .set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, pointers.data(), int64_t(pointers.size()))
       .set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, &workspace);
   pack.finalize();
   LOOM_CUDNN_CHECK(cudnnBackendExecute(h, plan.plan->get(), pack.get()));
+}
+
+}  // namespace
+
+void cudnn_sdpa_forward(const CudnnSdpaDims& d, const void* q, const void* k, const void* v, void* o, float* stats) {
+  check_cudnn_sdpa_dims(d);
+  cudnnHandle_t h = handle();
+  float scale = d.scale;  // by value: the variant pack points at host memory
+  execute(h, cached_plan(h, d, false), {kQ, kK, kV, kO, kStats, kScale},
+          {const_cast<void*>(q), const_cast<void*>(k), const_cast<void*>(v), o, stats, &scale});
+}
+
+void cudnn_sdpa_backward(const CudnnSdpaDims& d, const void* q, const void* k, const void* v, const void* o,
+                         const void* d_o, const float* stats, void* dq, void* dk, void* dv) {
+  check_cudnn_sdpa_dims(d);
+  cudnnHandle_t h = handle();
+  float scale = d.scale;
+  execute(h, cached_plan(h, d, true), {kQ, kK, kV, kO, kDO, kStats, kScale, kDQ, kDK, kDV},
+          {const_cast<void*>(q), const_cast<void*>(k), const_cast<void*>(v), const_cast<void*>(o),
+           const_cast<void*>(d_o), const_cast<float*>(stats), &scale, dq, dk, dv});
 }
 
 }  // namespace loom::cuda
@@ -279,6 +336,11 @@ namespace loom::cuda {
 void cudnn_sdpa_forward(const CudnnSdpaDims& d, const void*, const void*, const void*, void*, float*) {
   check_cudnn_sdpa_dims(d);
   ::loom::detail::fail("cudnn_sdpa_forward: ", kNoCudnnMessage);
+}
+void cudnn_sdpa_backward(const CudnnSdpaDims& d, const void*, const void*, const void*, const void*, const void*,
+                         const float*, void*, void*, void*) {
+  check_cudnn_sdpa_dims(d);
+  ::loom::detail::fail("cudnn_sdpa_backward: ", kNoCudnnMessage);
 }
 
 }  // namespace loom::cuda

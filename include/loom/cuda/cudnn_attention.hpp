@@ -3,8 +3,8 @@
 // built through the backend (graph) API: the SDPA graph Q·Kᵀ -> ·scale -> softmax (statistics saved)
 // -> ·V that cuDNN's fused flash-attention engines recognise. A comparator for loom's own kernels
 // (benchmarks/gpu/bench_attention_gpu.cpp) and a selectable attention backend (docs/cuda.md "cuDNN").
-// Plain C++: contiguous device pointers. Forward only: the backward (dQ, dK, dV) graph is not built
-// yet. Built without cuDNN, the functions throw a loom::Error saying so.
+// Plain C++: contiguous device pointers. The backward is cuDNN's single SDPA backward operation.
+// Built without cuDNN, the functions throw a loom::Error saying so.
 #include <cstdint>
 
 namespace loom::cuda {
@@ -23,5 +23,10 @@ void check_cudnn_sdpa_dims(const CudnnSdpaDims& d);
 // backward pass needs. The execution plan is built once per shape (per thread) and cached; its
 // workspace comes from loom's caching allocator. Runs on the legacy default stream.
 void cudnn_sdpa_forward(const CudnnSdpaDims& d, const void* q, const void* k, const void* v, void* o, float* stats);
+
+// dq, dk, dv (bf16, shaped as q, k, v) from d_o [B, H, Sq, D] (bf16) and the forward's q, k, v, o and
+// stats. Plan cached per thread and shape like the forward's.
+void cudnn_sdpa_backward(const CudnnSdpaDims& d, const void* q, const void* k, const void* v, const void* o,
+                         const void* d_o, const float* stats, void* dq, void* dk, void* dv);
 
 }  // namespace loom::cuda

@@ -2,21 +2,15 @@
 // PatchEmbed: the strided p×p convolution of ViT written as a Linear over flattened patches.
 // A patch is flattened in (channel, row, column) order — the order of a conv weight [D, C, p, p]
 // flattened — so timm's `patch_embed.proj.weight` loads by a reshape to [D, C·p·p].
+// `use_conv` (default off) routes forward through loom::conv_patch_embed: the same parameters and
+// result, computed on CUDA tensors by cuDNN's convolution when loom is built with cuDNN
+// (docs/cuda.md "cuDNN"); elsewhere it is the same patchify + linear.
 #include "loom/nn/linear.hpp"
+#include "loom/ops/conv_patch_embed.hpp"
 
 namespace loom::nn {
 
-// x [B, C, H, W] -> patches [B, (H/p)·(W/p), C·p·p], row-major over the patch grid.
-template <class T, class Dev>
-Tensor<T, Dev> patchify_chw(const Tensor<T, Dev>& x, int64_t p) {
-  LOOM_CHECK(x.dim() == 4, "patchify: expected an image batch [B, C, H, W], got shape ", x.shape());
-  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  LOOM_CHECK(p > 0 && H % p == 0 && W % p == 0, "patchify: image ", H, "x", W, " is not divisible by patch size ", p);
-  const int64_t h = H / p, w = W / p;
-  return x.reshape({B, C, h, p, w, p})   // [B, C, h, p, w, p]
-      .permute({0, 2, 4, 1, 3, 5})       // [B, h, w, C, p, p]
-      .reshape({B, h * w, C * p * p});   // [B, L, C·p·p]
-}
+using loom::patchify_chw;  // x [B, C, H, W] -> patches [B, L, C·p·p] (loom/ops/conv_patch_embed.hpp)
 
 template <class T = float, class Dev = CPU>
 class PatchEmbed : public Module<T, Dev> {
@@ -35,10 +29,12 @@ class PatchEmbed : public Module<T, Dev> {
   Tensor forward(const Tensor& x) const {
     LOOM_CHECK(x.dim() == 4 && x.size(1) == in_chans, "PatchEmbed: input of shape ", x.shape(), " is not [B, ",
                in_chans, ", H, W]");
+    if (use_conv) return conv_patch_embed(x, proj->weight, proj->bias, patch_size);
     return proj->forward(patchify_chw(x, patch_size));
   }
 
   int64_t patch_size, in_chans, dim;
+  bool use_conv = false;  // the conv_patch_embed path (cuDNN on CUDA tensors when built with it)
   std::shared_ptr<Linear<T, Dev>> proj;
 };
 
