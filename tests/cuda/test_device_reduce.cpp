@@ -49,6 +49,19 @@ Tensor<T> tied_tensor(const Shape& shape, uint32_t seed) {
   return Tensor<T>::from_vector(shape, v);
 }
 
+// [rows, cols] with columns alternating around +3 and -3: every column's normalized values share a
+// sign, so column sums over many rows (layer norm's dweight, dbias) stay far from zero, where an
+// fp32 sum of thousands of terms would be judged by its cancellation rather than its accuracy.
+template <class T>
+Tensor<T> striped_tensor(int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<T> v(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) v[size_t(r * cols + j)] = T((j % 2 ? -3.f : 3.f) + u(rng));
+  return Tensor<T>::from_vector({rows, cols}, v);
+}
+
 template <class T>
 Tensor<T, CUDA> device_leaf(const Tensor<T>& x) {
   return x.template to_device<CUDA>().detach().requires_grad_();
@@ -308,7 +321,8 @@ TEST_CASE("CUDA layer_norm, forward and backward for input, weight and bias, mat
     using T = decltype(tag);
     const auto tol = loom::test::tol_for<T>();
     uint32_t seed = 200;
-    auto run = [&](const Tensor<T>& x_base, bool transpose, bool affine) {
+    // g_offset: the output gradient is uniform in [g_offset - 1, g_offset + 1).
+    auto run = [&](const Tensor<T>& x_base, bool transpose, bool affine, float g_offset = 0.f) {
       const int64_t cols = transpose ? x_base.size(0) : x_base.size(-1);
       const Tensor<T> w0 = random_tensor<T>({cols}, seed++, 1.f), b0 = random_tensor<T>({cols}, seed++, 0.f);
       Tensor<T> x_cpu = x_base.clone().requires_grad_(), w_cpu = w0.clone().requires_grad_(),
@@ -320,7 +334,7 @@ TEST_CASE("CUDA layer_norm, forward and backward for input, weight and bias, mat
       const Tensor<T, CUDA> y_dev = affine ? loom::layer_norm(view(x_dev), Shape{cols}, w_dev, b_dev)
                                            : loom::layer_norm(view(x_dev), Shape{cols});
       loom::test::require_close(y_dev, values(y_cpu), tol);
-      const Tensor<T> g = random_tensor<T>(y_cpu.shape(), seed++, 0.f);
+      const Tensor<T> g = random_tensor<T>(y_cpu.shape(), seed++, g_offset);
       y_cpu.backward(g);
       y_dev.backward(g.template to_device<CUDA>());
       loom::test::require_close(x_dev.grad(), values(x_cpu.grad()), tol);
@@ -336,7 +350,8 @@ TEST_CASE("CUDA layer_norm, forward and backward for input, weight and bias, mat
         run(random_tensor<T>({n, 3}, seed++, 0.5f), true, affine);  // x [3, n] transposed
       }
     }
-    run(random_tensor<T>({9000, 33}, seed++, 0.5f), false, true);  // dweight / dbias split over row chunks
+    // dweight / dbias over 9000 rows, split into row chunks; sums kept away from zero (striped_tensor).
+    run(striped_tensor<T>(9000, 33, seed++), false, true, 1.5f);
   };
   check(float{});
   check(bf16{});
