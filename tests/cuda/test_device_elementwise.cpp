@@ -1,8 +1,8 @@
 // Elementwise ops on CUDA tensors — every op ported through the functors of
 // loom/ops/elementwise_functors.hpp — against the same op on CPU tensors: float and bf16, sizes
 // 1, 7, 97 and 225 (a transposed [15, 15] view among them), a broadcast [1, N] + [M, 1] pair, the
-// scalar forms, the in-place updates, and gradients through autograd for same-shape inputs
-// (gradients of broadcast inputs need the device sum_to, another family). SKIPs without a GPU.
+// scalar forms, the in-place updates, and gradients through autograd (same-shape inputs, and the
+// broadcast pair through the reduction family's device sum_to). SKIPs without a GPU.
 //
 // Tolerance: tol_for<T>(). float: the device's expf/erff/tanhf/powf and the CPU's vectorized
 // Eigen versions or glibc are each within a few ulps of the exact value, far inside rtol 1e-5;
@@ -17,6 +17,7 @@
 // every functor of LOOM_CUDA_ELEMENTWISE_KERNELS, and requires the CPU op's exact result.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <tuple>
@@ -188,8 +189,39 @@ void check_unary(const std::string& name, Op op, double lo, double hi, bool grad
   }
 }
 
+// Gradients of the broadcast pair row [1, 13], col [11, 1]: the elementwise backward, then sum_to
+// (the reduction family's device sum in fp32; the CPU sums in double). Tolerance: tol_for<T>()
+// plus n (n 2^-24 + d) M for n terms of size at most M: n - 1 fp32 roundings of partial sums up
+// to n M, and each term up to d M off the CPU's (d: 4 float ulps; one bf16 rounding, 2^-8, where
+// the terms are stored as bf16), with M read from the unsummed terms (the op on expanded copies).
+template <class T, class Op>
+void check_broadcast_grad(const std::string& name, Op op, const Tensor<T>& row, const Tensor<T>& col, uint64_t seed) {
+  const Tensor<T> g = uniform_values<T>({11, 13}, -1, 1, seed + 1000);
+  const Tensor<T> rc = row.detach().requires_grad_(), cc = col.detach().requires_grad_();
+  op(rc, cc).backward(g);
+  const Tensor<T, CUDA> rd = on_device(row).detach().requires_grad_(), cd = on_device(col).detach().requires_grad_();
+  op(rd, cd).backward(on_device(g));
+  const Tensor<T> re = row.expand({11, 13}).contiguous().detach().requires_grad_();
+  const Tensor<T> ce = col.expand({11, 13}).contiguous().detach().requires_grad_();
+  op(re, ce).backward(g);
+  auto tolerance = [](const Tensor<T>& terms, double n) {
+    double m = 0;
+    for (double v : to_double(terms)) m = std::max(m, std::abs(v));
+    const double d = std::is_same_v<T, bf16> ? std::ldexp(1.0, -8) : std::ldexp(4.0, -24);
+    return loom::test::Tol{tol_for<T>().atol + n * (n * std::ldexp(1.0, -24) + d) * m, tol_for<T>().rtol};
+  };
+  {
+    INFO(name << " broadcast backward of the [1, 13] row");
+    require_close(rd.grad(), to_double(rc.grad()), tolerance(re.grad(), 11));
+  }
+  {
+    INFO(name << " broadcast backward of the [11, 1] column");
+    require_close(cd.grad(), to_double(cc.grad()), tolerance(ce.grad(), 13));
+  }
+}
+
 // A binary op: same-shape layouts (forward and backward), and the broadcast pair [1, N] + [M, 1]
-// (forward only). `a_lo`.. give each operand's range.
+// (forward and backward). `a_lo`.. give each operand's range.
 template <class T, class Op>
 void check_binary(const std::string& name, Op op, double a_lo, double a_hi, double b_lo, double b_hi, bool grad) {
   uint64_t seed = 101;
@@ -210,6 +242,7 @@ void check_binary(const std::string& name, Op op, double a_lo, double a_hi, doub
   const Tensor<T> row = uniform_values<T>({1, 13}, a_lo, a_hi, ++seed);  // [1, N]
   const Tensor<T> col = uniform_values<T>({11, 1}, b_lo, b_hi, ++seed);  // [M, 1]
   require_matches(op(on_device(row), on_device(col)), op(row, col), name + " broadcast [1, 13] with [11, 1]");
+  if (grad) check_broadcast_grad<T>(name, op, row, col, seed);
 }
 
 template <class T>
