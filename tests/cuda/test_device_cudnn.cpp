@@ -190,6 +190,46 @@ TEST_CASE("conv_patch_embed on CUDA (cuDNN): forward and gradients vs the CPU co
   }
 }
 
+TEST_CASE("conv_patch_embed on CUDA (cuDNN): bf16 gradients within fp32 accumulation + one bf16 rounding",
+          "[cudnn][gpu]") {
+  REQUIRE_CUDNN();
+  constexpr double u = 1.0 / (1 << 24), r = 1.0 / 512;  // fp32 accumulation, bf16 rounding
+  for (auto [B, C, HW, p, D] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{3, 2, 24, 4, 16},
+                                {1, 12, 24, 8, 33}}) {
+    INFO("B " << B << " C " << C << " H=W " << HW << " p " << p << " D " << D);
+    const int64_t L = (HW / p) * (HW / p);
+    const auto bf16_exact = [](const Tensor<float>& t) { return t.to<bf16>().to<float>(); };
+    const Tensor<float> x = bf16_exact(random_tensor({B, C, HW, HW}, 41)),
+                        w = bf16_exact(random_tensor({D, C * p * p}, 42)), b = bf16_exact(random_tensor({D}, 43)),
+                        g = bf16_exact(random_tensor({B, L, D}, 44));
+    const auto run_double = [&](bool absolute) {
+      const auto cvt = [&](const Tensor<float>& t) {
+        Tensor<double> d = t.to<double>();
+        return (absolute ? loom::abs(d) : d).detach().requires_grad_();
+      };
+      const Tensor<double> xd = cvt(x), wd = cvt(w), bd = cvt(b);
+      loom::conv_patch_embed(xd, wd, bd, p).backward(absolute ? loom::abs(g.to<double>()) : g.to<double>());
+      return std::vector<std::vector<double>>{values(xd.grad()), values(wd.grad()), values(bd.grad())};
+    };
+    const auto exact = run_double(false), bound = run_double(true);
+    const auto leaf = [](const Tensor<float>& t) { return t.to<bf16>().to_device<CUDA>().detach().requires_grad_(); };
+    const Tensor<bf16, CUDA> xc = leaf(x), wc = leaf(w), bc = leaf(b);
+    loom::conv_patch_embed(xc, wc, bc, p).backward(g.to<bf16>().to_device<CUDA>());
+    const std::vector<std::vector<double>> ours{values(xc.grad()), values(wc.grad()), values(bc.grad())};
+    const int64_t lengths[] = {D, B * L, B * L};
+    const char* names[] = {"dx", "dw", "db"};
+    for (int k = 0; k < 3; ++k) {
+      INFO(names[k]);
+      double worst = 0;
+      for (size_t i = 0; i < exact[k].size(); ++i) {
+        const double e = (lengths[k] + 2) * u * bound[k][i];
+        worst = std::max(worst, std::abs(ours[k][i] - exact[k][i]) - (e + r * (std::abs(exact[k][i]) + e)));
+      }
+      REQUIRE(worst <= 0);
+    }
+  }
+}
+
 TEST_CASE("nn::PatchEmbed use_conv on CUDA matches its default path; bf16 forward", "[cudnn][gpu]") {
   REQUIRE_CUDNN();
   const int64_t B = 3, C = 2, HW = 24, p = 4, D = 16;
@@ -224,7 +264,8 @@ TEST_CASE("nn::PatchEmbed use_conv on CUDA matches its default path; bf16 forwar
 
 // ---- GPU: cuDNN SDPA --------------------------------------------------------------------------
 
-TEST_CASE("cudnn_sdpa forward and backward: O, statistics, dQ, dK, dV vs a double reference (bf16 rule)", "[cudnn][gpu]") {
+TEST_CASE("cudnn_sdpa forward and backward: O, statistics, dQ, dK, dV vs a double reference (bf16 rule)",
+          "[cudnn][gpu]") {
   REQUIRE_CUDNN();
   for (int64_t S : {97, 113}) {
     const int64_t B = 2, H = 3, D = 64;
