@@ -38,8 +38,8 @@ using kernels::detail::load;
 using kernels::detail::store;
 using kernels::detail::SumFold;
 
-constexpr int kColumnWidth = 32;  // outputs per column-mode block
-constexpr int kColumnLanes = 8;   // reduced-index lanes per column-mode block
+constexpr int kColumnWidth = kReduceColumnWidth;  // outputs per column-mode block
+constexpr int kColumnLanes = kReduceColumnLanes;  // reduced-index lanes per column-mode block
 
 // The fp32 fold of each op (count_equal sums ones, sum_squares squares).
 template <ReduceOp kOp>
@@ -91,13 +91,10 @@ __global__ void reduce_rows_kernel(void* out, float* partial, const T* in, const
                                    ReduceSplit split, float scale) {
   using Op = fold_t<kOp>;
   const int64_t chunk = blockIdx.y;
-  const int64_t r_begin = chunk * split.chunk;
-  const int64_t r_end = min(map.n_red, r_begin + split.chunk);
   for (int64_t o = blockIdx.x; o < map.n_out; o += gridDim.x) {
-    const int64_t base = map.kept_offset(o);
     float acc = Op::identity();
-    for (int64_t r = r_begin + threadIdx.x; r < r_end; r += blockDim.x)
-      acc = Op::combine(acc, take<kOp>(in + base + map.reduced_offset(r), target, o));
+    for_each_lane_element(map, split, o, chunk, threadIdx.x, blockDim.x,
+                          [&](int64_t off) { acc = Op::combine(acc, take<kOp>(in + off, target, o)); });
     acc = block_fold<Op>(acc);
     if (threadIdx.x == 0) {
       if (partial) partial[chunk * map.n_out + o] = acc;
@@ -113,15 +110,11 @@ __global__ void reduce_columns_kernel(void* out, float* partial, const T* in, co
   using Op = fold_t<kOp>;
   __shared__ float lanes[kColumnLanes][kColumnWidth];
   const int64_t chunk = blockIdx.y;
-  const int64_t r_begin = chunk * split.chunk;
-  const int64_t r_end = min(map.n_red, r_begin + split.chunk);
   const int64_t o = int64_t(blockIdx.x) * kColumnWidth + threadIdx.x;
   float acc = Op::identity();
-  if (o < map.n_out) {
-    const int64_t base = map.kept_offset(o);
-    for (int64_t r = r_begin + threadIdx.y; r < r_end; r += kColumnLanes)
-      acc = Op::combine(acc, take<kOp>(in + base + map.reduced_offset(r), target, o));
-  }
+  if (o < map.n_out)
+    for_each_lane_element(map, split, o, chunk, threadIdx.y, kColumnLanes,
+                          [&](int64_t off) { acc = Op::combine(acc, take<kOp>(in + off, target, o)); });
   lanes[threadIdx.y][threadIdx.x] = acc;
   __syncthreads();
   if (threadIdx.y == 0 && o < map.n_out) {

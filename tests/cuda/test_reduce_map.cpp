@@ -90,6 +90,46 @@ TEST_CASE("reduce map: every output folds exactly the input elements a naive loo
   }
 }
 
+TEST_CASE("reduce kernels' work split: every (output, chunk, lane) together fold each input element once",
+          "[kernels][reduce]") {
+  std::mt19937 rng(3);
+  // Long reductions (several chunks) in row and column mode, then random small layouts.
+  const std::vector<std::pair<Shape, std::vector<int>>> long_cases = {
+      {{3, 10000}, {1}}, {{10000, 40}, {0}}, {{5000, 3, 7}, {0, 2}}, {{2, 9000}, {0, 1}}};
+  for (int trial = 0; trial < 300 + int(long_cases.size()); ++trial) {
+    Shape shape;
+    std::array<bool, loom::kMaxRank> reduced{};
+    if (trial < int(long_cases.size())) {
+      shape = long_cases[size_t(trial)].first;
+      for (int d : long_cases[size_t(trial)].second) reduced[size_t(d)] = true;
+    } else {
+      const int rank = 1 + int(rng() % 4);
+      for (int d = 0; d < rank; ++d) shape.push_back(1 + int64_t(rng() % 9));
+      for (int d = 0; d < rank; ++d) reduced[size_t(d)] = rng() % 2;
+    }
+    const Strides strides = random_strides(shape, rng, false);
+    const loom::cuda::ReduceMap map = loom::cuda::make_reduce_map(shape, strides, reduced);
+    // The launch's choices, as in kernels/reduce.cu's launch_reduce.
+    const bool columns = map.column_mode();
+    const int64_t width = loom::cuda::kReduceColumnWidth;
+    const int64_t out_blocks = columns ? (map.n_out + width - 1) / width : map.n_out;
+    const loom::cuda::ReduceSplit split = loom::cuda::reduce_split(map.n_red, out_blocks);
+    const int64_t lanes = columns ? loom::cuda::kReduceColumnLanes : loom::cuda::row_threads(split.chunk);
+    if (trial < int(long_cases.size())) REQUIRE(split.chunks > 1);
+    INFO("trial " << trial << " shape " << shape << " strides " << strides << " chunks " << split.chunks);
+    for (int64_t o = 0; o < map.n_out; ++o) {
+      std::vector<int64_t> got, want;
+      for (int64_t c = 0; c < split.chunks; ++c)
+        for (int64_t lane = 0; lane < lanes; ++lane)
+          loom::cuda::for_each_lane_element(map, split, o, c, lane, lanes, [&](int64_t off) { got.push_back(off); });
+      for (int64_t r = 0; r < map.n_red; ++r) want.push_back(map.input_offset(o, r));
+      std::sort(got.begin(), got.end());
+      std::sort(want.begin(), want.end());
+      REQUIRE(got == want);
+    }
+  }
+}
+
 TEST_CASE("reduce map: consecutive reduced indices walk the smallest stride; column mode for kept-innermost",
           "[kernels][reduce]") {
   std::array<bool, loom::kMaxRank> rows{}, cols{};

@@ -84,6 +84,8 @@ struct ReduceSplit {
 };
 
 inline constexpr int64_t kReduceTargetBlocks = 1024;  // enough blocks to fill a large GPU
+inline constexpr int kReduceColumnWidth = 32;  // outputs per column-mode block (threadIdx.x)
+inline constexpr int kReduceColumnLanes = 8;   // reduced-index lanes per column-mode block (threadIdx.y)
 inline constexpr int64_t kReduceMinChunk = 4096;      // reduced elements worth a block of their own
 
 // out_blocks: blocks the outputs alone occupy (one per output in row mode, per 32 in column mode).
@@ -96,6 +98,18 @@ LOOM_HOST_DEVICE inline ReduceSplit reduce_split(int64_t n_red, int64_t out_bloc
   s.chunk = n_red > 0 ? (n_red + s.chunks - 1) / s.chunks : 1;
   s.chunks = n_red > 0 ? (n_red + s.chunk - 1) / s.chunk : 1;  // no empty trailing chunk
   return s;
+}
+
+// The input offsets one thread folds for output o: chunk `chunk` of the split, reduced positions
+// r = chunk * split.chunk + lane, + lanes, ... (lanes threads share a chunk: a row-mode block, or a
+// column-mode block's 8 lanes). f(offset) in increasing r. The kernels' inner loop is this function.
+template <class F>
+LOOM_HOST_DEVICE inline void for_each_lane_element(const ReduceMap& map, const ReduceSplit& split, int64_t o,
+                                                   int64_t chunk, int64_t lane, int64_t lanes, F&& f) {
+  const int64_t base = map.kept_offset(o);
+  const int64_t begin = chunk * split.chunk;
+  const int64_t end = begin + split.chunk < map.n_red ? begin + split.chunk : map.n_red;
+  for (int64_t r = begin + lane; r < end; r += lanes) f(base + map.reduced_offset(r));
 }
 
 // Threads per block for a row of n elements in row mode: a power of two in [32, 256].
