@@ -107,12 +107,42 @@ void copy_on_device(void* dst, const void* src, size_t bytes) {
 void fill_device_zero(void* dst, size_t bytes) { LOOM_CUDA_CHECK(cudaMemset(dst, 0, bytes)); }
 void synchronize() { LOOM_CUDA_CHECK(cudaDeviceSynchronize()); }
 
+namespace {
+// Page-locked blocks are kept by exact size once freed: cudaMallocHost costs milliseconds, and a
+// loader asks for the same batch shapes every step.
+struct PinnedCache {
+  std::mutex mutex;
+  std::multimap<size_t, void*> free_blocks;
+  std::unordered_map<void*, size_t> live;
+};
+PinnedCache& pinned_cache() {
+  static PinnedCache* instance = new PinnedCache();  // never destroyed: outlives static tensors
+  return *instance;
+}
+}  // namespace
+
 void* pinned_allocate(size_t bytes) {
+  const size_t size = bytes == 0 ? 1 : bytes;
+  PinnedCache& cache = pinned_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
   void* ptr = nullptr;
-  LOOM_CUDA_CHECK(cudaMallocHost(&ptr, bytes));
+  if (auto it = cache.free_blocks.find(size); it != cache.free_blocks.end()) {
+    ptr = it->second;
+    cache.free_blocks.erase(it);
+  } else {
+    LOOM_CUDA_CHECK(cudaMallocHost(&ptr, size));
+  }
+  cache.live[ptr] = size;
   return ptr;
 }
-void pinned_release(void* ptr) { LOOM_CUDA_CHECK(cudaFreeHost(ptr)); }
+void pinned_release(void* ptr) {
+  PinnedCache& cache = pinned_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  auto it = cache.live.find(ptr);
+  LOOM_CHECK(it != cache.live.end(), "pinned_release: pointer was not allocated by pinned_allocate");
+  cache.free_blocks.emplace(it->second, ptr);
+  cache.live.erase(it);
+}
 
 EventTimer::EventTimer() {
   cudaEvent_t a, b;

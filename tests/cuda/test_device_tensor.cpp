@@ -1,11 +1,13 @@
 // Tensor<T, CUDA>'s own members — factories, fill_, copy_ (strided, broadcast, converting),
-// element reads, to_device in both directions and its gradient — against the same calls on CPU
-// tensors. SKIPs with the reason when no usable GPU is present; the strided index map the kernels
-// use is checked on the CPU by test_kernel_math.
+// element reads, to_device in both directions and its gradient, pinned host tensors and a pinned
+// loader — against the same calls on CPU tensors. SKIPs with the reason when no usable GPU is
+// present; the strided index map the kernels use is checked on the CPU by test_kernel_math.
 #include <catch2/catch.hpp>
 
+#include "loom/core/pinned.hpp"
 #include "loom/cuda/device_info.hpp"
 #include "loom/cuda/device_memory.hpp"
+#include "loom/data/loader.hpp"
 #include "loom/loom.hpp"
 #include "support/check.hpp"
 
@@ -113,4 +115,24 @@ TEST_CASE("CUDA tensor: the caching allocator serves repeated shapes without new
   }
   REQUIRE(loom::cuda::device_memory_stats().device_mallocs == before.device_mallocs);
   REQUIRE(loom::cuda::device_memory_stats().allocated_bytes == before.allocated_bytes);
+}
+
+TEST_CASE("CUDA tensor: pinned host tensors and a pinned loader's batches upload the same values", "[cuda][tensor][data]") {
+  REQUIRE_GPU();
+  Tensor<float> pinned = loom::pinned_empty<float>({3, 5});  // [3, 5] page-locked
+  pinned.copy_(counting<float>({3, 5}));
+  require_same(pinned.to_device<CUDA>().to_vector(), counting<float>({3, 5}).to_vector());
+  const auto ds = loom::data::open_dataset("synthetic:train=9,size=16");
+  auto batches = [&](bool pin) {
+    loom::data::DataLoader loader(*ds, loom::data::LoaderOptions().batch_size(4).workers(2).seed(3).pinned(pin));
+    loader.start_epoch(1);
+    std::vector<std::vector<float>> out;
+    while (auto b = loader.next()) {
+      out.push_back(b->s1.to_device<CUDA>().to_vector());
+      out.push_back(b->s2.to_device<CUDA>().to_vector());
+      out.push_back(b->labels.to_vector());
+    }
+    return out;
+  };
+  REQUIRE(batches(true) == batches(false));
 }

@@ -470,6 +470,14 @@ TEST_CASE("loader: every sample exactly once per epoch; drop_last; batch shapes"
   }
 }
 
+TEST_CASE("loader: pinned batches need the CUDA backend and say so", "[data][loader]") {
+  const auto ds = loom::data::open_dataset("synthetic:train=4,size=16");
+  if (loom::detail::kCudaBackend) LOOM_SKIP("this test binary links the CUDA backend (test_device_tensor covers it)");
+  REQUIRE_THROWS_WITH(DataLoader(*ds, LoaderOptions().pinned(true)),
+                      Catch::Contains("pinned(true)") && Catch::Contains("CUDA backend"));
+  REQUIRE_THROWS_WITH(loom::pinned_empty<float>({2, 3}), Catch::Contains("CUDA backend"));
+}
+
 TEST_CASE("loader: the same batches for the same (seed, epoch) whatever the workers", "[data][loader]") {
   const auto ds = loom::data::open_dataset("synthetic:train=23,size=24");
   auto collect = [&](int workers, int prefetch, int64_t epoch, uint64_t seed) {

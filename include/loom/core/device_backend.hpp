@@ -50,6 +50,24 @@ inline void device_release(void* ptr) noexcept {
 #endif
 }
 
+// Page-locked host memory for the loader's batches (cached by size in loom::kernels).
+inline void* pinned_allocate(size_t bytes) {
+#if LOOM_WITH_CUDA
+  return cuda::pinned_allocate(bytes);
+#else
+  (void)bytes;
+  no_cuda_backend("pinned host memory");
+#endif
+}
+
+inline void pinned_release(void* ptr) noexcept {
+#if LOOM_WITH_CUDA
+  cuda::pinned_release(ptr);
+#else
+  (void)ptr;
+#endif
+}
+
 // Peak bytes held by device tensors (the caching allocator's statistic); 0 without the backend.
 inline size_t device_peak_bytes() {
 #if LOOM_WITH_CUDA

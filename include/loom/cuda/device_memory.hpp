@@ -31,7 +31,9 @@ void copy_on_device(void* dst, const void* src, size_t bytes);
 void fill_device_zero(void* dst, size_t bytes);
 void synchronize();
 
-void* pinned_allocate(size_t bytes);  // page-locked host memory: async copies, full PCIe speed
+// Page-locked host memory (uploads at full PCIe speed, asynchronous copies possible); freed blocks
+// are cached by size, so a loader's batches stop calling cudaMallocHost after the first few.
+void* pinned_allocate(size_t bytes);
 void pinned_release(void* ptr);
 
 // Milliseconds of device time between start() and stop(), measured with CUDA events.

@@ -47,6 +47,7 @@
 
 #include "loom/core/error.hpp"
 #include "loom/core/parallel.hpp"
+#include "loom/core/pinned.hpp"
 #include "loom/core/random.hpp"
 #include "loom/core/tensor.hpp"
 #include "loom/data/dataset.hpp"
@@ -77,6 +78,7 @@ struct LoaderOptions {
   bool augment_ = false;
   bool drop_last_ = false;
   bool normalize_ = true;
+  bool pinned_ = false;         // batches in page-locked memory (CUDA backend): fast uploads
   BandStatistics statistics_ = bigearthnet_statistics();
   Modalities modalities_ = Modalities::both;
   OnBadSample on_bad_ = OnBadSample::error;
@@ -91,6 +93,7 @@ struct LoaderOptions {
   LoaderOptions& augment(bool on) { augment_ = on; return *this; }
   LoaderOptions& drop_last(bool on) { drop_last_ = on; return *this; }
   LoaderOptions& normalize(bool on) { normalize_ = on; return *this; }
+  LoaderOptions& pinned(bool on) { pinned_ = on; return *this; }
   LoaderOptions& statistics(BandStatistics s) { statistics_ = std::move(s); return *this; }
   LoaderOptions& modalities(Modalities m) { modalities_ = m; return *this; }
   LoaderOptions& on_bad(OnBadSample p) { on_bad_ = p; return *this; }
@@ -144,6 +147,8 @@ class DataLoader {
     LOOM_CHECK(opt_.batch_size_ >= 1, "DataLoader: batch_size ", opt_.batch_size_, " must be at least 1");
     LOOM_CHECK(opt_.workers_ >= 0 && opt_.workers_ <= 256, "DataLoader: workers ", opt_.workers_, " outside [0, 256]");
     LOOM_CHECK(opt_.prefetch_ >= 1, "DataLoader: prefetch ", opt_.prefetch_, " must be at least 1");
+    LOOM_CHECK(!opt_.pinned_ || loom::detail::kCudaBackend,
+               "DataLoader: pinned(true) needs the CUDA backend (page-locked memory for GPU uploads)");
     LOOM_CHECK(opt_.shard_world_ >= 1 && opt_.shard_rank_ >= 0 && opt_.shard_rank_ < opt_.shard_world_,
                "DataLoader: shard rank ", opt_.shard_rank_, " outside a world of ", opt_.shard_world_);
     packed_ = dynamic_cast<const PackedDataset*>(&ds_);
@@ -386,9 +391,10 @@ class DataLoader {
     Batch batch;
     batch.epoch = epoch;
     batch.index = b;
-    Tensor<float> s1 = want_s1() ? Tensor<float>::empty({capacity, 2, H, W}) : Tensor<float>();   // [B, 2, H, W]
-    Tensor<float> s2 = want_s2() ? Tensor<float>::empty({capacity, c2, H, W}) : Tensor<float>();  // [B, C, H, W]
-    Tensor<float> labels = Tensor<float>::empty({capacity, num_classes_});                        // [B, K]
+    auto make = [&](const Shape& shape) { return opt_.pinned_ ? pinned_empty<float>(shape) : Tensor<float>::empty(shape); };
+    Tensor<float> s1 = want_s1() ? make({capacity, 2, H, W}) : Tensor<float>();   // [B, 2, H, W]
+    Tensor<float> s2 = want_s2() ? make({capacity, c2, H, W}) : Tensor<float>();  // [B, C, H, W]
+    Tensor<float> labels = make({capacity, num_classes_});                        // [B, K]
     std::vector<float> scratch;
     int64_t row = 0;
     for (int64_t p = begin; p < end; ++p) {

@@ -377,6 +377,7 @@ class BasicMultilabelFinetuner {
                                                               .shuffle(true)
                                                               .augment(cfg_.augment)
                                                               .drop_last(true)
+                                                              .pinned(kOnDevice)
                                                               .shard(comm_->rank(), comm_->size()));
     batches_per_epoch_ = loader_->num_batches();
     LOOM_CHECK(batches_per_epoch_ > 0, "finetune_multilabel: ", train_->size(), " training samples are fewer than ",
@@ -513,7 +514,12 @@ class BasicMultilabelFinetuner {
   FeatureSet pooled_features(const data::Dataset& ds) {
     NoGradGuard no_grad;
     model_->eval();
-    data::DataLoader loader(ds, data::LoaderOptions().batch_size(cfg_.batch_size).workers(int(cfg_.workers)).shuffle(false).drop_last(false));
+    data::DataLoader loader(ds, data::LoaderOptions()
+                                    .batch_size(cfg_.batch_size)
+                                    .workers(int(cfg_.workers))
+                                    .shuffle(false)
+                                    .drop_last(false)
+                                    .pinned(kOnDevice));
     loader.start_epoch(0);
     std::vector<FloatTensor> f, y;
     FeatureSet out;
@@ -550,7 +556,12 @@ class BasicMultilabelFinetuner {
       p.names = fs.names;
     } else {
       const data::Dataset& ds = split == Split::val ? *val_ : *test_;
-      data::DataLoader loader(ds, data::LoaderOptions().batch_size(cfg_.batch_size).workers(int(cfg_.workers)).shuffle(false).drop_last(false));
+      data::DataLoader loader(ds, data::LoaderOptions()
+                                    .batch_size(cfg_.batch_size)
+                                    .workers(int(cfg_.workers))
+                                    .shuffle(false)
+                                    .drop_last(false)
+                                    .pinned(kOnDevice));
       loader.start_epoch(0);
       while (std::optional<data::Batch> b = loader.next()) {
         add(model_->forward({b->s1.template to_device<Dev>(), b->s2.template to_device<Dev>()}), b->labels);

@@ -327,6 +327,7 @@ class BasicMaePretrainer {
                                                                 .shuffle(true)
                                                                 .augment(cfg_.augment)
                                                                 .drop_last(true)
+                                                                .pinned(kOnDevice)
                                                                 .shard(comm_->rank(), world()));
     batches_per_epoch_ = loader_->num_batches();
     if (batches_per_epoch_ == 0)
