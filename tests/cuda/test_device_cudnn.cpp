@@ -17,11 +17,13 @@
 
 #include "attention_reference.hpp"
 #include "loom/core/random.hpp"
+#include "loom/cuda/attention_backend.hpp"
 #include "loom/cuda/cudnn_attention.hpp"
 #include "loom/cuda/cudnn_layout.hpp"
 #include "loom/cuda/cudnn_support.hpp"
 #include "loom/cuda/device_memory.hpp"
 #include "loom/nn/patch_embed.hpp"
+#include "loom/ops/attention.hpp"
 #include "loom/ops/conv_patch_embed.hpp"
 #include "support/check.hpp"
 
@@ -135,6 +137,9 @@ TEST_CASE("cudnn sdpa: dims checks, and the message of a build without cuDNN", "
   d.head_dim = 136;
   REQUIRE_THROWS_AS(loom::cuda::check_cudnn_sdpa_dims(d), loom::Error);
   if (!loom::cuda::kCudnnBuilt) {
+    REQUIRE_THROWS_WITH(loom::cuda::set_attention_backend(loom::cuda::AttentionBackend::cudnn),
+                        Catch::Contains("built without cuDNN"));
+    REQUIRE(loom::cuda::attention_backend() == loom::cuda::AttentionBackend::loom_flash);
     d.head_dim = 64;
     REQUIRE_THROWS_WITH(loom::cuda::cudnn_sdpa_forward(d, nullptr, nullptr, nullptr, nullptr, nullptr),
                         Catch::Contains("built without cuDNN"));
@@ -323,5 +328,47 @@ TEST_CASE("cudnn_sdpa forward and backward: O, statistics, dQ, dK, dV vs a doubl
       INFO(names[i] << " relative max error: cudnn " << e << ", naive bf16 " << e_naive);
       REQUIRE(e <= 2 * e_naive);
     }
+  }
+}
+
+TEST_CASE("scaled_dot_product_attention with the cuDNN backend: output and gradients (bf16 rule), same as loom's",
+          "[cudnn][gpu]") {
+  REQUIRE_CUDNN();
+  // Restores the process-wide choice whatever happens below.
+  struct BackendGuard {
+    ~BackendGuard() { loom::cuda::set_attention_backend(loom::cuda::AttentionBackend::loom_flash); }
+  } guard;
+  const int64_t B = 2, H = 3, S = 113, D = 64;
+  const loom::test::AttentionCase c{B * H, S, S, int(D)};
+  const double scale = 1.0 / std::sqrt(double(D));
+  const int64_t n = B * H * S * D;
+  const auto q = loom::test::random_values(n, 41, 1.0, true), k = loom::test::random_values(n, 42, 1.0, true),
+             v = loom::test::random_values(n, 43, 1.0, true), d_o = loom::test::random_values(n, 44, 1.0, true);
+  const auto exact = loom::test::attention_exact(c, scale, q, k, v, d_o);
+  const auto naive = loom::test::attention_naive_bf16(c, scale, q, k, v, d_o);
+  auto device = [&](const std::vector<double>& x) {  // [B, H, S, D] bf16 on the device
+    std::vector<bf16> h;
+    for (double e : x) h.push_back(bf16(float(e)));
+    return Tensor<bf16>::from_vector({B, H, S, D}, h).to_device<CUDA>();
+  };
+  for (auto backend : {loom::cuda::AttentionBackend::cudnn, loom::cuda::AttentionBackend::loom_flash}) {
+    loom::cuda::set_attention_backend(backend);
+    INFO((backend == loom::cuda::AttentionBackend::cudnn ? "cudnn" : "loom_flash"));
+    auto tq = device(q).detach().requires_grad_(), tk = device(k).detach().requires_grad_(),
+         tv = device(v).detach().requires_grad_();
+    const Tensor<bf16, CUDA> o = loom::scaled_dot_product_attention(tq, tk, tv, scale);
+    REQUIRE(loom::test::relative_max_error(values(o), exact.o) <= 2 * loom::test::relative_max_error(naive.o, exact.o));
+    try {
+      o.backward(device(d_o));
+    } catch (const loom::Error& e) {  // a capability of this GPU / cuDNN, not a wrong result
+      if (std::string(e.what()).find("no cuDNN engine supports") == std::string::npos) throw;
+      LOOM_SKIP("cudnn_sdpa_backward: " << e.what());
+    }
+    const std::pair<Tensor<bf16, CUDA>, const std::vector<double>*> grads[] = {
+        {tq.grad(), &exact.dq}, {tk.grad(), &exact.dk}, {tv.grad(), &exact.dv}};
+    const std::vector<double>* naive_grads[] = {&naive.dq, &naive.dk, &naive.dv};
+    for (int i = 0; i < 3; ++i)
+      REQUIRE(loom::test::relative_max_error(values(grads[i].first), *grads[i].second) <=
+              2 * loom::test::relative_max_error(*naive_grads[i], *grads[i].second));
   }
 }

@@ -46,6 +46,8 @@
 #include "loom/ops/softmax.hpp"
 
 #if LOOM_WITH_CUDA
+#include "loom/cuda/attention_backend.hpp"
+#include "loom/cuda/cudnn_attention.hpp"
 #include "loom/cuda/flash_attention.hpp"  // plain C++ declarations of the device kernels (kernels/, loom::kernels)
 #endif
 
@@ -483,6 +485,13 @@ struct FlashAttentionCuda {
   static kernels::AttentionDims dims(const Tensor<T, Dev>& q, const Tensor<T, Dev>& k, double scale) {
     return kernels::AttentionDims{q.size(0) * q.size(1), q.size(2), k.size(2), int(q.size(3)), float(scale)};
   }
+  static cuda::CudnnSdpaDims cudnn_dims(const Tensor<T, Dev>& q, const Tensor<T, Dev>& k, double scale) {
+    return cuda::CudnnSdpaDims{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), float(scale)};
+  }
+  // cuDNN's SDPA when selected (loom/cuda/attention_backend.hpp) and the tensors are bf16.
+  static bool uses_cudnn() {
+    return std::is_same_v<T, bf16> && cuda::attention_backend() == cuda::AttentionBackend::cudnn;
+  }
 
   static Tensor<T, Dev> forward(autograd::FunctionContext& ctx, const Tensor<T, Dev>& q, const Tensor<T, Dev>& k,
                                 const Tensor<T, Dev>& v, double scale) {
@@ -491,10 +500,14 @@ struct FlashAttentionCuda {
     const Tensor<T, Dev> qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();  // [BH, S, D] each
     Tensor<T, Dev> o = Tensor<T, Dev>::empty(q.shape());                                // [B, H, Sq, D]
     Tensor<float, Dev> lse = Tensor<float, Dev>::empty({q.size(0), q.size(1), q.size(2)});  // [B, H, Sq]
-    if (o.numel() > 0)
+    const bool use_cudnn = uses_cudnn();
+    if (o.numel() > 0 && use_cudnn)
+      cuda::cudnn_sdpa_forward(cudnn_dims(q, k, scale), qc.data(), kc.data(), vc.data(), o.data(), lse.data());
+    else if (o.numel() > 0)
       kernels::flash_attention_forward<T>(dims(q, k, scale), qc.data(), kc.data(), vc.data(), o.data(), lse.data());
     ctx.save_for_backward(qc, kc, vc, o, lse);
     ctx.set("scale", scale);
+    ctx.set("cudnn", use_cudnn);
     return o;
   }
 
@@ -508,6 +521,11 @@ struct FlashAttentionCuda {
     Tensor<float, Dev> delta = Tensor<float, Dev>::empty({q.size(0), q.size(1), q.size(2)});  // rowsum(dO ∘ O)
     Tensor<T, Dev> dq = Tensor<T, Dev>::empty(q.shape()), dk = Tensor<T, Dev>::empty(k.shape()),
                    dv = Tensor<T, Dev>::empty(v.shape());
+    if (ctx.get<bool>("cudnn")) {  // the backward of the implementation the forward used
+      cuda::cudnn_sdpa_backward(cudnn_dims(q, k, ctx.get<double>("scale")), q.data(), k.data(), v.data(), o.data(),
+                                g.data(), lse.data(), dq.data(), dk.data(), dv.data());
+      return {dq, dk, dv};
+    }
     kernels::flash_attention_backward<T>(dims(q, k, ctx.get<double>("scale")), q.data(), k.data(), v.data(),
                                          o.data(), g.data(), lse.data(), delta.data(), dq.data(), dk.data(),
                                          dv.data());
