@@ -30,8 +30,8 @@ using kernels::detail::load;
 using kernels::detail::store;
 using kernels::detail::SumFold;
 
-constexpr int kColumnWidth = 32;  // columns per dweight/dbias block
-constexpr int kColumnLanes = 8;   // row lanes per dweight/dbias block
+constexpr int kColumnWidth = kReduceColumnWidth;  // columns per dweight/dbias block
+constexpr int kColumnLanes = kReduceColumnLanes;  // row lanes per dweight/dbias block
 
 unsigned grid_for(int64_t n) { return unsigned(n < 0x7fffffff ? n : 0x7fffffff); }  // grid-stride beyond
 
@@ -144,15 +144,14 @@ __global__ void layer_norm_params_kernel(T* dw, T* db, float* dw_part, float* db
   __shared__ float lanes_w[kColumnLanes][kColumnWidth];
   __shared__ float lanes_b[kColumnLanes][kColumnWidth];
   const int64_t chunk = blockIdx.y;
-  const int64_t r_end = min(rows, (chunk + 1) * split.chunk);
   const int64_t j = int64_t(blockIdx.x) * kColumnWidth + threadIdx.x;
   float sw = 0.f, sb = 0.f;
   if (j < cols) {
-    for (int64_t r = chunk * split.chunk + threadIdx.y; r < r_end; r += kColumnLanes) {
+    for_each_lane_position(split, rows, chunk, threadIdx.y, kColumnLanes, [&](int64_t r) {
       const float gv = load(g + r * cols + j);
       sw += gv * ((load(x + r * cols + j) - mean[r]) * rstd[r]);
       sb += gv;
-    }
+    });
   }
   lanes_w[threadIdx.y][threadIdx.x] = sw;
   lanes_b[threadIdx.y][threadIdx.x] = sb;

@@ -167,6 +167,18 @@ TEST_CASE("reduce split: chunks cover the reduced range exactly once, depend on 
       if (out_blocks >= loom::cuda::kReduceTargetBlocks) REQUIRE(s.chunks == 1);
     }
   }
+  // Layer norm's dweight / dbias: a column-mode block's lanes over a split of the rows.
+  for (int64_t rows : {0, 1, 7, 97, 9000, 50000}) {
+    for (int64_t col_blocks : {1, 2, 30}) {
+      const loom::cuda::ReduceSplit s = loom::cuda::reduce_split(rows, col_blocks);
+      std::vector<int> seen(size_t(rows), 0);
+      for (int64_t c = 0; c < s.chunks; ++c)
+        for (int64_t lane = 0; lane < loom::cuda::kReduceColumnLanes; ++lane)
+          loom::cuda::for_each_lane_position(s, rows, c, lane, loom::cuda::kReduceColumnLanes,
+                                             [&](int64_t r) { ++seen[size_t(r)]; });
+      REQUIRE(std::all_of(seen.begin(), seen.end(), [](int k) { return k == 1; }));
+    }
+  }
   for (int64_t n : {0, 1, 31, 32, 33, 100, 255, 256, 1000}) {
     const int t = loom::cuda::row_threads(n);
     REQUIRE(t >= 32);

@@ -100,16 +100,24 @@ LOOM_HOST_DEVICE inline ReduceSplit reduce_split(int64_t n_red, int64_t out_bloc
   return s;
 }
 
-// The input offsets one thread folds for output o: chunk `chunk` of the split, reduced positions
-// r = chunk * split.chunk + lane, + lanes, ... (lanes threads share a chunk: a row-mode block, or a
-// column-mode block's 8 lanes). f(offset) in increasing r. The kernels' inner loop is this function.
+// The positions one thread folds: chunk `chunk` of a split of n, r = chunk * split.chunk + lane,
+// + lanes, ... (lanes threads share a chunk: a row-mode block, or a column-mode block's 8 lanes).
+// f(r) in increasing r. The kernels' inner loops are these functions.
+template <class F>
+LOOM_HOST_DEVICE inline void for_each_lane_position(const ReduceSplit& split, int64_t n, int64_t chunk, int64_t lane,
+                                                    int64_t lanes, F&& f) {
+  const int64_t begin = chunk * split.chunk;
+  const int64_t end = begin + split.chunk < n ? begin + split.chunk : n;
+  for (int64_t r = begin + lane; r < end; r += lanes) f(r);
+}
+
+// The same over output o's input elements: f(input offset of position r).
 template <class F>
 LOOM_HOST_DEVICE inline void for_each_lane_element(const ReduceMap& map, const ReduceSplit& split, int64_t o,
                                                    int64_t chunk, int64_t lane, int64_t lanes, F&& f) {
   const int64_t base = map.kept_offset(o);
-  const int64_t begin = chunk * split.chunk;
-  const int64_t end = begin + split.chunk < map.n_red ? begin + split.chunk : map.n_red;
-  for (int64_t r = begin + lane; r < end; r += lanes) f(base + map.reduced_offset(r));
+  for_each_lane_position(split, map.n_red, chunk, lane, lanes,
+                         [&](int64_t r) { f(base + map.reduced_offset(r)); });
 }
 
 // Threads per block for a row of n elements in row mode: a power of two in [32, 256].
