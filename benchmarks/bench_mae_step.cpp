@@ -319,10 +319,21 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_mae_step: unknown --mode '%s'\n", args.mode.c_str());
     return 2;
   }
-  if (args.device == "cpu") return run<loom::CPU>(args);
+  try {
+    if (args.device == "cpu") return run<loom::CPU>(args);
 #if LOOM_WITH_CUDA
-  if (args.device == "cuda") return run<loom::CUDA>(args);
+    if (args.device == "cuda") {
+      if (const char* why = loom::detail::cuda_unavailable_reason()) {
+        std::fprintf(stderr, "bench_mae_step: --device cuda: %s\n", why);
+        return 1;
+      }
+      return run<loom::CUDA>(args);
+    }
 #endif
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_mae_step: error: %s\n", e.what());
+    return 1;
+  }
   std::fprintf(stderr, "bench_mae_step: unknown --device '%s' (this build has cpu%s)\n", args.device.c_str(),
                loom::detail::kCudaBackend ? " and cuda" : "; bench_mae_step_gpu has cuda");
   return 2;

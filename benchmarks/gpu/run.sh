@@ -6,6 +6,7 @@
 #   3. the CUDA tests again under compute-sanitizer (memcheck on all small cases, racecheck on the
 #      shared-memory kernels)
 #   4. the kernel benchmarks (loom vs cuBLAS+softmax, vs PyTorch SDPA flash/cuDNN when torch is there)
+#      and the MAE pre-training step (bench_mae_step_gpu vs mae_step_torch.py --device cuda)
 # Prints a summary table last; CSVs and logs go to $OUT (default build-gpu/results).
 # Needs CUDA and CMake; Eigen and Catch2 come from the system or from .deps/usr (scripts/gpu_bundle.sh).
 set -uo pipefail
@@ -64,9 +65,16 @@ if grep -q "test_dist_nccl" "$root/tests/CMakeLists.txt"; then  # NCCL communica
 fi
 step "bench attention" 240 "$build/benchmarks/gpu/bench_attention_gpu" --csv "$out/bench_attention_gpu.csv"
 step "bench patch kernels" 120 "$build/benchmarks/gpu/bench_patch_gpu" --csv "$out/bench_patch_gpu.csv"
+# The whole MAE pre-training step (config b, batch 256, fp32) against PyTorch eager on this GPU.
+mae_args=(--config b --mode pretrain --batch 256 --warmup 3 --steps 10)
+step "build bench_mae_step_gpu" 300 cmake --build "$build" -j "$(nproc)" --target bench_mae_step_gpu &&
+  step "bench mae step (loom)" 180 bash -c \
+    "'$build/benchmarks/gpu/bench_mae_step_gpu' --device cuda ${mae_args[*]} | tee '$out/mae_step_loom.json'"
 py=$(command -v python3 || true)
 if [ -n "$py" ] && "$py" -c "import torch" 2>/dev/null; then
   step "torch sdpa" 240 "$py" "$root/benchmarks/gpu/torch_sdpa.py" --csv "$out/torch_sdpa.csv"
+  step "torch mae step (eager)" 180 bash -c \
+    "'$py' '$root/benchmarks/mae_step_torch.py' --device cuda ${mae_args[*]} | tee '$out/mae_step_torch.json'"
 else
   summary+=("torch sdpa                         skipped: no python3 with torch")
 fi
@@ -79,5 +87,13 @@ if [ -f "$out/bench_attention_gpu.csv" ] && [ -f "$out/torch_sdpa.csv" ]; then
     END { for (s in t) { split(s, k, ","); if (k[1] == "loom_flash" && ("torch_flash," k[2]) in t)
             printf "loom/torch-flash fwd+bwd bf16 seq %s: %.2f\n", k[2], t[s] / t["torch_flash," k[2]] } }' \
     "$out/bench_attention_gpu.csv" "$out/torch_sdpa.csv" | sort -t' ' -k5n
+fi
+if [ -s "$out/mae_step_loom.json" ] && [ -s "$out/mae_step_torch.json" ]; then
+  "${py:-python3}" - "$out/mae_step_loom.json" "$out/mae_step_torch.json" <<'PY'
+import json, sys
+loom, torch = (json.loads(open(p).read().strip().splitlines()[-1]) for p in sys.argv[1:3])
+print(f"MAE pre-training step, config b, batch {loom['batch']}: loom {loom['img_per_s']:.1f} img/s, "
+      f"PyTorch eager {torch['img_per_s']:.1f} img/s -> {loom['img_per_s'] / torch['img_per_s']:.2f}x")
+PY
 fi
 printf '%s\n' "${summary[@]}"

@@ -11,6 +11,7 @@
 #include "loom/core/shape.hpp"
 
 #if LOOM_WITH_CUDA
+#include "loom/cuda/device_info.hpp"
 #include "loom/cuda/device_memory.hpp"
 #include "loom/cuda/tensor_kernels.hpp"
 #endif
@@ -47,6 +48,15 @@ inline void device_release(void* ptr) noexcept {
   cuda::device_release(ptr);
 #else
   (void)ptr;
+#endif
+}
+
+// Why CUDA tensors cannot be used in this process (no backend, no driver, no device), or nullptr.
+inline const char* cuda_unavailable_reason() {
+#if LOOM_WITH_CUDA
+  return cuda::no_device_reason();
+#else
+  return "this build has no CUDA backend (configure with LOOM_CUDA=ON and link loom::kernels)";
 #endif
 }
 

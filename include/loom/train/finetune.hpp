@@ -154,6 +154,8 @@ class BasicMultilabelFinetuner {
     validate_settings(cfg_);
     LOOM_CHECK(cfg_.device == Dev::name, "finetune_multilabel: --device ", cfg_.device, " given to the trainer for ",
                Dev::name, " (finetune_multilabel_main picks the trainer from --device)");
+    if (const char* why = kOnDevice ? loom::detail::cuda_unavailable_reason() : nullptr)
+      loom::detail::fail("--device cuda: no usable GPU (", why, ")");
     if (kOnDevice && comm_->size() > 1)
       throw io::UsageError("--device: data-parallel training on GPUs (NCCL) is not wired into the trainer yet; "
                            "run one process per GPU job or use --device cpu under mpirun");

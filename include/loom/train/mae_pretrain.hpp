@@ -112,6 +112,8 @@ class BasicMaePretrainer {
     validate_settings(cfg_);
     LOOM_CHECK(cfg_.device == Dev::name, "mae_pretrain: --device ", cfg_.device, " given to the trainer for ", Dev::name,
                " (run_mae_pretrain picks the trainer from --device)");
+    if (const char* why = kOnDevice ? loom::detail::cuda_unavailable_reason() : nullptr)
+      loom::detail::fail("--device cuda: no usable GPU (", why, ")");
     if (kOnDevice && world() > 1)
       throw io::UsageError("--device: data-parallel training on GPUs (NCCL) is not wired into the trainer yet; "
                            "run one process per GPU job or use --device cpu under mpirun");
