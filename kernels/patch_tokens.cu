@@ -172,7 +172,8 @@ void patchify_gather(const T* image, const int64_t* ids_keep, T* tokens, int64_t
   const size_t token_bytes = size_t(g.token_size()) * sizeof(float);
   const bool aligned = (reinterpret_cast<uintptr_t>(image) & 15) == 0 && (reinterpret_cast<uintptr_t>(tokens) & 15) == 0;
   if constexpr (std::is_same_v<T, float>) {
-    if (g.patch % 4 == 0 && g.width % 4 == 0 && aligned && kVecTokensPerBlock * token_bytes <= 48 * 1024) {
+    if (g.patch % 4 == 0 && g.width % 4 == 0 && aligned &&
+        kVecTokensPerBlock * (token_bytes + sizeof(int64_t)) <= 48 * 1024) {  // + its static patch_offset[]
       const dim3 grid{unsigned((kept + kVecTokensPerBlock - 1) / kVecTokensPerBlock), unsigned(batch)};
       patchify_gather_vec4_kernel<<<grid, 256, kVecTokensPerBlock * token_bytes>>>(image, ids_keep, tokens, kept, g);
       LOOM_CUDA_CHECK_LAUNCH();
