@@ -72,7 +72,8 @@ bool patchify_tokens(DType type, const void* image, const int64_t* ids_keep, voi
                      int64_t kept, int64_t channels, int64_t height, int64_t width, int64_t patch) {
   const kernels::patch::ImageGeometry g{channels, height, width, patch};
   if (batch < 1 || batch > 65535 || kept < 1 || patch < 1 || channels < 1 || height % patch != 0 ||
-      width % patch != 0 || g.token_size() > kMaxTokenElements)
+      width % patch != 0 || g.token_size() > kMaxTokenElements ||
+      channels * height * width > INT32_MAX)  // the kernels index within one image in int
     return false;
   with_float_type(type, "patchify", [&](auto tag) {
     using T = decltype(tag);

@@ -11,7 +11,7 @@ namespace loom::cuda {
 
 // image [B, C, H, W] -> tokens [B, K, p·p·C] (ids_keep [B, K], or nullptr for all K = L patches in
 // grid order). Returns false, touching nothing, when the kernel does not take the shape (a token
-// above the kernel's shared-memory size, B > 65535, or an empty tensor): the caller falls back.
+// above the kernel's shared-memory size, B > 65535, C·H·W > 2^31 - 1, or an empty tensor): the caller falls back.
 bool patchify_tokens(DType type, const void* image, const int64_t* ids_keep, void* tokens, int64_t batch,
                      int64_t kept, int64_t channels, int64_t height, int64_t width, int64_t patch);
 
