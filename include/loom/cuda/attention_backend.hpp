@@ -1,7 +1,7 @@
 #pragma once
 // Which implementation scaled_dot_product_attention runs on CUDA tensors: loom's handwritten flash
 // kernels (the default, float and bf16) or cuDNN's fused SDPA (bf16 tensors with a head dim that is
-// a multiple of 8 up to 128, in a build with cuDNN; float tensors keep loom's kernels). A
+// a multiple of 8 up to 128, in a build with cuDNN; other tensors keep loom's kernels). A
 // process-wide choice, read when an attention is recorded, so a graph's backward uses the
 // implementation its forward used. Both save the same natural-log row statistics.
 //

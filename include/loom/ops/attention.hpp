@@ -488,9 +488,10 @@ struct FlashAttentionCuda {
   static cuda::CudnnSdpaDims cudnn_dims(const Tensor<T, Dev>& q, const Tensor<T, Dev>& k, double scale) {
     return cuda::CudnnSdpaDims{q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), float(scale)};
   }
-  // cuDNN's SDPA when selected (loom/cuda/attention_backend.hpp) and the tensors are bf16.
-  static bool uses_cudnn() {
-    return std::is_same_v<T, bf16> && cuda::attention_backend() == cuda::AttentionBackend::cudnn;
+  // cuDNN's SDPA when selected (loom/cuda/attention_backend.hpp), for bf16 tensors with a head dim
+  // cuDNN takes (a multiple of 8); everything else runs loom's kernels.
+  static bool uses_cudnn(int64_t head_dim) {
+    return std::is_same_v<T, bf16> && cuda::attention_backend() == cuda::AttentionBackend::cudnn && head_dim % 8 == 0;
   }
 
   static Tensor<T, Dev> forward(autograd::FunctionContext& ctx, const Tensor<T, Dev>& q, const Tensor<T, Dev>& k,
@@ -500,7 +501,7 @@ struct FlashAttentionCuda {
     const Tensor<T, Dev> qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();  // [BH, S, D] each
     Tensor<T, Dev> o = Tensor<T, Dev>::empty(q.shape());                                // [B, H, Sq, D]
     Tensor<float, Dev> lse = Tensor<float, Dev>::empty({q.size(0), q.size(1), q.size(2)});  // [B, H, Sq]
-    const bool use_cudnn = uses_cudnn();
+    const bool use_cudnn = uses_cudnn(q.size(3));
     if (o.numel() > 0 && use_cudnn)
       cuda::cudnn_sdpa_forward(cudnn_dims(q, k, scale), qc.data(), kc.data(), vc.data(), o.data(), lse.data());
     else if (o.numel() > 0)

@@ -58,6 +58,10 @@ struct ConvPatchEmbedCudnn {
   static std::vector<Tensor<T, Dev>> backward(autograd::FunctionContext& ctx, const Tensor<T, Dev>& grad) {
     const Tensor<T, Dev> x = ctx.saved<T, Dev>(0), w = ctx.saved<T, Dev>(1);
     const cuda::PatchConvDims d = cuda::patch_conv_dims(x.shape(), w.shape(), ctx.get<int64_t>("patch"));
+    if (grad.numel() == 0)  // no patches (B = 0 or an image smaller than a patch): nothing flows back
+      return {ctx.needs_input_grad(0) ? Tensor<T, Dev>::zeros(x.shape()) : Tensor<T, Dev>(),
+              ctx.needs_input_grad(1) ? Tensor<T, Dev>::zeros(w.shape()) : Tensor<T, Dev>(),
+              ctx.needs_input_grad(2) ? Tensor<T, Dev>::zeros({d.dim}) : Tensor<T, Dev>()};
     const Tensor<T, Dev> dy = grad.reshape({d.batch, d.grid_h(), d.grid_w(), d.dim})  // [B, h, w, D]
                                   .permute({0, 3, 1, 2})
                                   .contiguous();  // [B, D, h, w]
