@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every CUDA test and kernel benchmark in one call, sized for a single 10-minute GPU slot:
 #   1. configure + build the kernels, their tests and benchmarks for this GPU's architecture
-#   2. the CPU-side kernel arithmetic tests and every GPU test binary (test_cuda_kernels,
-#      test_device_*, test_*_gpu: found in tests/CMakeLists.txt)
+#   2. the CPU-side kernel arithmetic tests and every GPU test binary (loom_add_gpu_test in
+#      tests/CMakeLists.txt)
 #   3. the CUDA tests again under compute-sanitizer (memcheck on all small cases, racecheck on the
 #      shared-memory kernels)
 #   4. the kernel benchmarks (loom vs cuBLAS+softmax, vs PyTorch SDPA flash/cuDNN when torch is there)
@@ -39,9 +39,8 @@ gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 step "configure" 120 cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DLOOM_CUDA=ON \
   -DLOOM_BUILD_EXAMPLES=OFF -DCMAKE_CUDA_ARCHITECTURES="${arch:-90}" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${prefix[@]}" || { printf '%s\n' "${summary[@]}"; exit 1; }
-# Every GPU test binary tests/CMakeLists.txt declares: test_cuda_kernels, test_device_*, test_*_gpu.
-cuda_tests=$(grep -oE 'loom_add_test\((test_cuda_kernels|test_device_[a-z0-9_]+|test_[a-z0-9_]+_gpu)\b' \
-  "$root/tests/CMakeLists.txt" | sed 's/loom_add_test(//' | sort -u)
+# Every GPU test binary tests/CMakeLists.txt declares (loom_add_gpu_test).
+cuda_tests=$(grep -oE 'loom_add_gpu_test\(test_[a-z0-9_]+' "$root/tests/CMakeLists.txt" | sed 's/loom_add_gpu_test(//' | sort -u)
 step "build" 400 cmake --build "$build" -j "$(nproc)" --target test_kernel_math $cuda_tests \
   bench_attention_gpu bench_patch_gpu || { printf '%s\n' "${summary[@]}"; exit 1; }
 
