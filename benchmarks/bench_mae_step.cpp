@@ -50,7 +50,7 @@
 #include "loom/optim/param_groups.hpp"
 #include "loom/train/mae_config.hpp"
 #if LOOM_WITH_CUDA
-#include "loom/cuda/device_memory.hpp"
+#include "loom/cuda/device_memory.hpp"  // synchronize()
 #endif
 
 namespace {
@@ -117,25 +117,6 @@ struct PhaseClock {
     last = now;
   }
 };
-
-// Peak bytes held by tensors on Dev since the start.
-template <class Dev>
-double tensor_peak_mib() {
-#if LOOM_WITH_CUDA
-  if constexpr (Tensor<float, Dev>::kOnDevice) return double(loom::cuda::device_memory_stats().peak_bytes) / (1 << 20);
-#endif
-  return double(loom::memory_stats<loom::CPU>().peak_bytes) / (1 << 20);
-}
-
-// Allocations that missed the allocator's block cache so far (system allocations on the CPU,
-// cudaMalloc calls on the device).
-template <class Dev>
-int64_t allocation_misses() {
-#if LOOM_WITH_CUDA
-  if constexpr (Tensor<float, Dev>::kOnDevice) return int64_t(loom::cuda::device_memory_stats().device_mallocs);
-#endif
-  return loom::memory_stats<loom::CPU>().system_allocations;
-}
 
 template <class Dev>
 int64_t parameter_count(const std::vector<Tensor<float, Dev>>& params) {
@@ -264,7 +245,7 @@ int run(const Args& args) {
   synchronize<Dev>();
   // Allocations that missed loom's block cache during the timed steps (0: no steady-state
   // allocation from the system, hence no page faults on fresh pages).
-  const int64_t misses_before = allocation_misses<Dev>();
+  const int64_t misses_before = loom::memory_stats<Dev>().system_allocations;
   clock = PhaseClock<Dev>{};
   std::vector<double> times;
   for (int s = 0; s < steps; ++s) {
@@ -279,14 +260,15 @@ int run(const Args& args) {
   double total = 0;
   for (double t : times) total += t;
   const double mean = times.empty() ? 0.0 : total / double(times.size());
-  const int64_t steady_misses = allocation_misses<Dev>() - misses_before;
+  const loom::MemoryStats mem = loom::memory_stats<Dev>();
+  const int64_t steady_misses = mem.system_allocations - misses_before;
   std::printf(
       "{\"impl\": \"loom\", \"device\": \"%s\", \"config\": \"%s\", \"mode\": \"%s\", \"batch\": %lld, \"threads\": %d, \"params\": %lld, "
       "\"img_per_s\": %.3f, \"step_ms_median\": %.2f, \"step_ms_mean\": %.2f, \"peak_rss_mib\": %.1f, "
       "\"tensor_peak_mib\": %.1f, \"gflop_per_step\": %.3f, \"gflops\": %.2f, \"visible_tokens\": %lld, "
       "\"steady_state_system_allocations\": %lld, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"update_ms\": %.1f, \"cpu_s\": %.2f}\n",
       Dev::name, bc.name.c_str(), mode.c_str(), (long long)B, threads, (long long)parameter_count(params),
-      double(B) / median, 1e3 * median, 1e3 * mean, peak_rss_mib(), tensor_peak_mib<Dev>(), step_flops * 1e-9,
+      double(B) / median, 1e3 * median, 1e3 * mean, peak_rss_mib(), double(mem.peak_bytes) / (1 << 20), step_flops * 1e-9,
       step_flops * 1e-9 / median, (long long)K, (long long)steady_misses, 1e3 * clock.forward / std::max(1, steps),
       1e3 * clock.backward / std::max(1, steps), 1e3 * clock.update / std::max(1, steps), process_cpu_s());
   return 0;

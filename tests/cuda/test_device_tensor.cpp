@@ -4,6 +4,8 @@
 // present; the strided index map the kernels use is checked on the CPU by test_kernel_math.
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 #include "loom/core/pinned.hpp"
 #include "loom/cuda/device_info.hpp"
 #include "loom/cuda/device_memory.hpp"
@@ -135,4 +137,27 @@ TEST_CASE("CUDA tensor: pinned host tensors and a pinned loader's batches upload
     return out;
   };
   REQUIRE(batches(true) == batches(false));
+}
+
+TEST_CASE("CUDA tensor: all_finite, argsort and memory_stats on the device", "[cuda][tensor]") {
+  REQUIRE_GPU();
+  Tensor<float> x = counting<float>({4, 9});  // [4, 9] with ties
+  REQUIRE(loom::all_finite(x.to_device<CUDA>()));
+  x.at_mut({2, 3}) = std::numeric_limits<float>::infinity();
+  REQUIRE_FALSE(loom::all_finite(x.to_device<CUDA>()));
+  x.at_mut({2, 3}) = std::numeric_limits<float>::quiet_NaN();
+  REQUIRE_FALSE(loom::all_finite(x.to_device<CUDA>().to<bf16>()));
+  REQUIRE(loom::all_finite(Tensor<float, CUDA>::empty({0})));
+  // argsort (stable, NaN last) gives the CPU's indices along either dim.
+  REQUIRE(loom::argsort(x.to_device<CUDA>(), 1).to_vector() == loom::argsort(x, 1).to_vector());
+  REQUIRE(loom::argsort(x.to_device<CUDA>(), 0, true).to_vector() == loom::argsort(x, 0, true).to_vector());
+  // memory_stats<CUDA> reports the caching device allocator.
+  loom::reset_peak_memory<CUDA>();
+  const loom::MemoryStats before = loom::memory_stats<CUDA>();
+  {
+    const auto big = Tensor<float, CUDA>::zeros({1 << 18});  // 1 MiB
+    REQUIRE(loom::memory_stats<CUDA>().current_bytes >= before.current_bytes + (int64_t(1) << 20));
+  }
+  REQUIRE(loom::memory_stats<CUDA>().peak_bytes >= before.current_bytes + (int64_t(1) << 20));
+  REQUIRE(loom::memory_stats<CUDA>().current_bytes == before.current_bytes);
 }

@@ -14,17 +14,11 @@
 #include <mutex>
 
 #include "loom/core/device.hpp"
+#include "loom/core/device_backend.hpp"
 #include "loom/core/error.hpp"
+#include "loom/core/memory_stats.hpp"
 
 namespace loom {
-
-struct MemoryStats {
-  int64_t current_bytes = 0;   // bytes held by live tensors
-  int64_t peak_bytes = 0;      // maximum of current_bytes since the last reset
-  int64_t cached_bytes = 0;    // freed blocks kept for reuse (not counted in current_bytes)
-  int64_t allocations = 0;     // requests served
-  int64_t system_allocations = 0;  // requests that had to go to the system (cache misses)
-};
 
 namespace detail {
 
@@ -127,19 +121,22 @@ class CpuAllocator {
 
 }  // namespace detail
 
-// Statistics of the allocator of device Dev (CPU now; the CUDA backend adds its own).
+// Statistics of the allocator of device Dev (CUDA: the caching device allocator's bytes, and its
+// cudaMalloc calls as system_allocations).
 template <class Dev = CPU>
 MemoryStats memory_stats() {
-  static_assert(Dev::kind == DeviceKind::cpu, "memory_stats: CUDA statistics come with the CUDA backend");
+  if constexpr (Dev::kind == DeviceKind::cuda) return detail::device_memory_stats();
   return detail::CpuAllocator::instance().stats();
 }
 template <class Dev = CPU>
 void reset_peak_memory() {
-  detail::CpuAllocator::instance().reset_peak();
+  if constexpr (Dev::kind == DeviceKind::cuda) detail::device_reset_peak();
+  else detail::CpuAllocator::instance().reset_peak();
 }
 template <class Dev = CPU>
 void empty_cache() {
-  detail::CpuAllocator::instance().empty_cache();
+  if constexpr (Dev::kind == DeviceKind::cuda) detail::device_empty_cache();
+  else detail::CpuAllocator::instance().empty_cache();
 }
 
 }  // namespace loom

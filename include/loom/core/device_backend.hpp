@@ -8,6 +8,7 @@
 
 #include "loom/core/dtype.hpp"
 #include "loom/core/error.hpp"
+#include "loom/core/memory_stats.hpp"
 #include "loom/core/shape.hpp"
 
 #if LOOM_WITH_CUDA
@@ -78,12 +79,27 @@ inline void pinned_release(void* ptr) noexcept {
 #endif
 }
 
-// Peak bytes held by device tensors (the caching allocator's statistic); 0 without the backend.
-inline size_t device_peak_bytes() {
+// The caching device allocator's statistics as MemoryStats; zeros without the backend.
+inline MemoryStats device_memory_stats() {
+  MemoryStats out;
 #if LOOM_WITH_CUDA
-  return cuda::device_memory_stats().peak_bytes;
-#else
-  return 0;
+  const cuda::DeviceMemoryStats d = cuda::device_memory_stats();
+  out.current_bytes = int64_t(d.allocated_bytes);
+  out.peak_bytes = int64_t(d.peak_bytes);
+  out.cached_bytes = int64_t(d.cached_bytes);
+  out.system_allocations = int64_t(d.device_mallocs);
+#endif
+  return out;
+}
+
+inline void device_reset_peak() {
+#if LOOM_WITH_CUDA
+  cuda::reset_device_peak();
+#endif
+}
+inline void device_empty_cache() {
+#if LOOM_WITH_CUDA
+  cuda::empty_device_cache();
 #endif
 }
 

@@ -29,9 +29,14 @@ bool sorts_before(V a, V b) {
 }  // namespace detail
 
 // [..., n, ...] -> int64 indices of the same shape; along `dim`, x[idx[0]] <= x[idx[1]] <= ...
+// On CUDA tensors the sort runs on a host copy (one download, one upload): loom sorts only small
+// index sets (mask plans are made on the host or by their own kernel), so no device sort kernel.
 template <Element T, class Dev>
 Tensor<int64_t, Dev> argsort(const Tensor<T, Dev>& x, int64_t dim = -1, bool descending = false) {
-  static_assert(Dev::kind == DeviceKind::cpu, "argsort: the CUDA version comes with the CUDA backend");
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    NoGradGuard no_grad;
+    return argsort(x.template to_device<CPU>(), dim, descending).template to_device<Dev>();
+  }
   if (x.dim() == 0) return Tensor<int64_t, Dev>::zeros(Shape{});
   const int d = wrap_dim(dim, x.dim(), "argsort");
   NoGradGuard no_grad;  // only values are read; nothing here belongs to a graph

@@ -15,6 +15,7 @@
 #include "loom/core/tensor.hpp"
 #include "loom/ops/elementwise_functors.hpp"
 #include "loom/ops/elementwise_map.hpp"
+#include "loom/ops/reduce.hpp"
 
 namespace loom {
 namespace detail {
@@ -95,10 +96,14 @@ Tensor<uint8_t, Dev> isfinite(const Tensor<T, Dev>& t) {
 // parallel, with a branch-free inner loop; allocates nothing.
 template <class T, class Dev>
 bool all_finite(const Tensor<T, Dev>& t) {
-  static_assert(Dev::kind == DeviceKind::cpu, "all_finite: the CUDA path comes with the CUDA backend");
   LOOM_CHECK(t.defined(), "all_finite: undefined input tensor");
   if constexpr (!FloatElement<T>) {
     return true;
+  } else if constexpr (Tensor<T, Dev>::kOnDevice) {
+    // The isfinite mask, widened to float, reduced to its minimum on the device: one scalar read back.
+    if (t.numel() == 0) return true;
+    NoGradGuard guard;
+    return amin(isfinite(t).template to<float>()).item() > 0.5f;
   } else {
     std::atomic<bool> finite{true};
     const T* pt = t.data();

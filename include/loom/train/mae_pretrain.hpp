@@ -208,7 +208,7 @@ class BasicMaePretrainer {
         record.set("lr", lr);
         record.set("grad_norm", grad_norm);
         record.set("img_per_s", img_per_s);
-        record.set("mem_peak_mb", peak_tensor_mib());
+        record.set("mem_peak_mb", double(memory_stats<Dev>().peak_bytes) / (1 << 20));
         if (data_parallel_) {  // this step's gradient all-reduce: time left to wait after backward
           record.set("sync_wait_ms", data_parallel_->last_sync().wait_s * 1e3);
           record.set("sync_buckets_in_backward", data_parallel_->last_sync().started_during_backward);
@@ -500,10 +500,9 @@ class BasicMaePretrainer {
   }
 
   static bool all_finite(const std::vector<FloatTensor>& params) {
-    if constexpr (kOnDevice) {  // one reduction per tensor: a NaN or infinity makes its sum non-finite
-      NoGradGuard guard;
+    if constexpr (kOnDevice) {  // a device reduction per tensor, one scalar read back
       for (const auto& p : params)
-        if (!std::isfinite(double(sum(p).item()))) return false;
+        if (!loom::all_finite(p)) return false;
       return true;
     }
     for (const auto& p : params) {
@@ -512,12 +511,6 @@ class BasicMaePretrainer {
         if (!std::isfinite(d[i])) return false;
     }
     return true;
-  }
-
-  // Peak MiB held by tensors on the training device.
-  static double peak_tensor_mib() {
-    if constexpr (kOnDevice) return double(loom::detail::device_peak_bytes()) / (1 << 20);
-    return double(memory_stats().peak_bytes) / (1 << 20);
   }
 
   void reseed_stochastic_layers(uint64_t step) {
