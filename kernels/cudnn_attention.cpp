@@ -48,18 +48,6 @@ void check_cudnn_sdpa_dims(const CudnnSdpaDims& d) {
 namespace loom::cuda {
 namespace {
 
-cudnnHandle_t handle() {
-  struct Owner {
-    cudnnHandle_t h = nullptr;
-    ~Owner() {
-      if (h) (void)cudnnDestroy(h);
-    }
-  };
-  thread_local Owner owner;
-  if (!owner.h) LOOM_CUDNN_CHECK(cudnnCreate(&owner.h));
-  return owner.h;
-}
-
 // One backend descriptor, owned.
 class Descriptor {
  public:
@@ -311,7 +299,7 @@ void execute(cudnnHandle_t h, const SdpaPlan& plan, const std::vector<int64_t>& 
 
 void cudnn_sdpa_forward(const CudnnSdpaDims& d, const void* q, const void* k, const void* v, void* o, float* stats) {
   check_cudnn_sdpa_dims(d);
-  cudnnHandle_t h = handle();
+  cudnnHandle_t h = cudnn_handle();
   float scale = d.scale;  // by value: the variant pack points at host memory
   execute(h, cached_plan(h, d, false), {kQ, kK, kV, kO, kStats, kScale},
           {const_cast<void*>(q), const_cast<void*>(k), const_cast<void*>(v), o, stats, &scale});
@@ -320,7 +308,7 @@ void cudnn_sdpa_forward(const CudnnSdpaDims& d, const void* q, const void* k, co
 void cudnn_sdpa_backward(const CudnnSdpaDims& d, const void* q, const void* k, const void* v, const void* o,
                          const void* d_o, const float* stats, void* dq, void* dk, void* dv) {
   check_cudnn_sdpa_dims(d);
-  cudnnHandle_t h = handle();
+  cudnnHandle_t h = cudnn_handle();
   float scale = d.scale;
   execute(h, cached_plan(h, d, true), {kQ, kK, kV, kO, kDO, kStats, kScale, kDQ, kDK, kDV},
           {const_cast<void*>(q), const_cast<void*>(k), const_cast<void*>(v), const_cast<void*>(o),

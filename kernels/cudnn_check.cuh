@@ -1,6 +1,7 @@
 #pragma once
-// Every cuDNN call goes through LOOM_CUDNN_CHECK (beside cuda_check.cuh's CUDA and cuBLAS checks):
-// a failure becomes a loom::Error naming the call, the status and cudnnGetErrorString's meaning.
+// Every cuDNN call goes through LOOM_CUDNN_CHECK (beside cuda_check.cuh's CUDA and cuBLAS checks), and
+// every cuDNN source uses the calling thread's one handle (cudnn_handle). A failed call becomes a
+// loom::Error naming the call, the status and cudnnGetErrorString's meaning.
 // Only the cuDNN sources (built when CMake finds cuDNN, LOOM_WITH_CUDNN) include this header.
 #include <cudnn.h>
 
@@ -23,3 +24,23 @@ inline void check_cudnn(cudnnStatus_t code, const char* call, const char* file, 
 }  // namespace loom::cuda::detail
 
 #define LOOM_CUDNN_CHECK(call) ::loom::cuda::detail::check_cudnn((call), #call, __FILE__, __LINE__)
+
+namespace loom::cuda {
+
+// The calling thread's cuDNN handle (legacy default stream), shared by every cuDNN source.
+// Destroying it at thread exit may find the CUDA context gone (process teardown): that status is
+// ignored.
+inline cudnnHandle_t cudnn_handle() {
+  struct Owner {
+    cudnnHandle_t h = nullptr;
+    ~Owner() {
+      if (h) (void)cudnnDestroy(h);
+    }
+  };
+  thread_local Owner owner;
+  if (!owner.h) LOOM_CUDNN_CHECK(cudnnCreate(&owner.h));
+  return owner.h;
+}
+
+}  // namespace loom::cuda
+

@@ -33,20 +33,6 @@
 namespace loom::cuda {
 namespace {
 
-// The calling thread's cuDNN handle (legacy default stream). Destroying it at thread exit may find
-// the CUDA context gone (process teardown): that status is ignored.
-cudnnHandle_t handle() {
-  struct Owner {
-    cudnnHandle_t h = nullptr;
-    ~Owner() {
-      if (h) (void)cudnnDestroy(h);
-    }
-  };
-  thread_local Owner owner;
-  if (!owner.h) LOOM_CUDNN_CHECK(cudnnCreate(&owner.h));
-  return owner.h;
-}
-
 cudnnDataType_t data_type(DType type) {
   switch (type) {
     case DType::f32: return CUDNN_DATA_FLOAT;
@@ -203,7 +189,7 @@ const float kOne = 1.0f, kZero = 0.0f;  // alpha, beta: float for float and bf16
 }  // namespace
 
 void cudnn_patch_conv_forward(DType type, const PatchConvDims& d, const void* x, const void* w, void* y) {
-  cudnnHandle_t h = handle();
+  cudnnHandle_t h = cudnn_handle();
   with_plan(type, d, [&](PatchConvPlan& plan) {
     plan.choose_forward(h);
     Workspace ws(plan.fwd_workspace);
@@ -213,7 +199,7 @@ void cudnn_patch_conv_forward(DType type, const PatchConvDims& d, const void* x,
 }
 
 void cudnn_patch_conv_backward_filter(DType type, const PatchConvDims& d, const void* x, const void* dy, void* dw) {
-  cudnnHandle_t h = handle();
+  cudnnHandle_t h = cudnn_handle();
   with_plan(type, d, [&](PatchConvPlan& plan) {
     plan.choose_backward_filter(h);
     Workspace ws(plan.filter_workspace);
@@ -223,7 +209,7 @@ void cudnn_patch_conv_backward_filter(DType type, const PatchConvDims& d, const 
 }
 
 void cudnn_patch_conv_backward_data(DType type, const PatchConvDims& d, const void* w, const void* dy, void* dx) {
-  cudnnHandle_t h = handle();
+  cudnnHandle_t h = cudnn_handle();
   with_plan(type, d, [&](PatchConvPlan& plan) {
     plan.choose_backward_data(h);
     Workspace ws(plan.data_workspace);
@@ -234,7 +220,7 @@ void cudnn_patch_conv_backward_data(DType type, const PatchConvDims& d, const vo
 
 void cudnn_patch_conv_backward_bias(DType type, const PatchConvDims& d, const void* dy, void* db) {
   LOOM_CHECK(type == DType::f32, "conv_patch_embed: the cuDNN bias gradient is float32 only, got ", dtype_name(type));
-  cudnnHandle_t h = handle();
+  cudnnHandle_t h = cudnn_handle();
   with_plan(type, d, [&](PatchConvPlan& plan) {
     LOOM_CUDNN_CHECK(cudnnConvolutionBackwardBias(h, &kOne, plan.y, dy, &kZero, plan.bias, db));
   });

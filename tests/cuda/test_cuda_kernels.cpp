@@ -17,16 +17,12 @@
 #include "patch_tokens.cuh"
 #include "random_fill.cuh"
 #include "support/check.hpp"
+#include "support/gpu.hpp"
 
 using loom::bf16;
 using loom::cuda::DeviceBuffer;
 using loom::kernels::AttentionDims;
 using loom::test::AttentionCase;
-
-#define REQUIRE_GPU()                                                              \
-  do {                                                                             \
-    if (const char* why = loom::cuda::no_device_reason()) LOOM_SKIP(why);          \
-  } while (0)
 
 namespace {
 

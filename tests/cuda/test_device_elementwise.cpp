@@ -28,6 +28,7 @@
 #include "loom/cuda/device_info.hpp"
 #include "loom/loom.hpp"
 #include "support/check.hpp"
+#include "support/gpu.hpp"
 
 using loom::bf16;
 using loom::CPU;
@@ -38,11 +39,6 @@ namespace fn = loom::fn;
 using loom::test::require_close;
 using loom::test::to_double;
 using loom::test::tol_for;
-
-#define REQUIRE_GPU()                                                     \
-  do {                                                                    \
-    if (const char* why = loom::cuda::no_device_reason()) LOOM_SKIP(why); \
-  } while (0)
 
 namespace {
 

@@ -13,9 +13,9 @@
 
 #include <cmath>
 
-#include "loom/cuda/device_info.hpp"
 #include "loom/loom.hpp"
 #include "support/check.hpp"
+#include "support/gpu.hpp"
 
 using loom::CPU;
 using loom::CUDA;
@@ -66,7 +66,7 @@ std::vector<double> train(loom::models::MaskedAutoencoder<float, Dev>& model, in
 }  // namespace
 
 TEST_CASE("ten MAE pre-training steps on CUDA follow the CPU's loss trajectory", "[cuda][mae]") {
-  if (const char* why = loom::cuda::no_device_reason()) LOOM_SKIP(why);
+  REQUIRE_GPU();
   loom::Generator g_cpu(42), g_dev(43);
   loom::models::MaskedAutoencoder<float, CPU> cpu(small_mae(), g_cpu);
   loom::models::MaskedAutoencoder<float, CUDA> dev(small_mae(), g_dev);
@@ -87,7 +87,7 @@ TEST_CASE("ten MAE pre-training steps on CUDA follow the CPU's loss trajectory",
 }
 
 TEST_CASE("BCE with logits on CUDA tensors: the CPU's value and gradient", "[cuda][loss]") {
-  if (const char* why = loom::cuda::no_device_reason()) LOOM_SKIP(why);
+  REQUIRE_GPU();
   loom::Generator gen(5);
   const Tensor<float> x = loom::uniform<float, CPU>({7, 19}, -4.0, 4.0, gen);                      // [7, 19]
   const Tensor<float> y = loom::bernoulli<CPU>({7, 19}, 0.3, gen).to<float>();                     // [7, 19]

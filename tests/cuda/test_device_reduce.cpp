@@ -13,17 +13,13 @@
 #include "loom/cuda/reduce.hpp"
 #include "loom/loom.hpp"
 #include "support/check.hpp"
+#include "support/gpu.hpp"
 
 using loom::bf16;
 using loom::CPU;
 using loom::CUDA;
 using loom::Shape;
 using loom::Tensor;
-
-#define REQUIRE_GPU()                                                     \
-  do {                                                                    \
-    if (const char* why = loom::cuda::no_device_reason()) LOOM_SKIP(why); \
-  } while (0)
 
 namespace {
 

@@ -8,18 +8,18 @@
 #include <cstdint>
 #include <vector>
 
-#include "loom/cuda/device_info.hpp"
 #include "loom/cuda/device_memory.hpp"
 #include "loom/cuda/mask_plan.hpp"
 #include "loom/mask/mask_plan.hpp"
 #include "loom/mask/spec.hpp"
 #include "support/check.hpp"
+#include "support/gpu.hpp"
 
 using loom::cuda::DeviceBuffer;
 using loom::mask::Strategy;
 
 TEST_CASE("device mask plans equal make_mask_plan bit for bit", "[mask][gpu]") {
-  if (const char* why = loom::cuda::no_device_reason()) LOOM_SKIP(why);
+  REQUIRE_GPU();
   const char* specs[] = {"independent(0.75)", "consistent(0.6)",     "disjoint(0.75)",    "drop(s1,0.75)",
                          "drop(s2,0.5)",      "dirichlet(0.5,0.75)", "dirichlet(2,0.75)",
                          "mixture(disjoint(0.75):0.8, drop(s1,0.75):0.1, drop(s2,0.75):0.1)",
@@ -59,7 +59,7 @@ TEST_CASE("device mask plans equal make_mask_plan bit for bit", "[mask][gpu]") {
 }
 
 TEST_CASE("device mask plans: a batch of zero and a rejected strategy", "[mask][gpu]") {
-  if (const char* why = loom::cuda::no_device_reason()) LOOM_SKIP(why);
+  REQUIRE_GPU();
   // B = 0 launches nothing and still returns K; bad strategies throw as on the CPU.
   REQUIRE(loom::kernels::make_mask_plan_device(Strategy::independent(0.75), 0, 2, 7, 1, 0, 0, nullptr, nullptr,
                                                nullptr, nullptr) == 4);
@@ -69,7 +69,7 @@ TEST_CASE("device mask plans: a batch of zero and a rejected strategy", "[mask][
 }
 
 TEST_CASE("make_mask_plan_on<CUDA> and a host plan moved with to_device hold make_mask_plan's plan", "[mask][gpu]") {
-  if (const char* why = loom::cuda::no_device_reason()) LOOM_SKIP(why);
+  REQUIRE_GPU();
   const Strategy s = loom::mask::parse_strategy("mixture(disjoint(0.75):0.8, drop(s1,0.75):0.1, drop(s2,0.75):0.1)");
   const loom::mask::MaskPlan cpu = loom::mask::make_mask_plan(s, 13, 2, 49, 7, 11, 3);
   const auto made = loom::mask::make_mask_plan_on<loom::CUDA>(s, 13, 2, 49, 7, 11, 3);
