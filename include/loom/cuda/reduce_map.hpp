@@ -46,27 +46,39 @@ struct ReduceMap {
   }
 };
 
-// The map of a reduction of a tensor (shape, strides) over the dims with reduced[d] set.
-inline ReduceMap make_reduce_map(const Shape& shape, const Strides& strides,
-                                 const std::array<bool, kMaxRank>& reduced) {
+// A reduction's dims split in two: the kept ones in order, and the reduced ones ordered by
+// decreasing input stride (so the innermost reduced dim walks memory fastest). Shared by the CPU
+// reduction (loom/ops/reduce.hpp) and the device map below.
+struct ReducedDimSplit {
   Shape kept_shape, red_shape;
   Strides kept_strides, red_strides;
+};
+inline ReducedDimSplit split_reduced_dims(const Shape& shape, const Strides& strides,
+                                          const std::array<bool, kMaxRank>& reduced) {
+  ReducedDimSplit out;
   std::array<int, kMaxRank> red_dims{};
   int n_red_dims = 0;
   for (int d = 0; d < shape.size(); ++d) {
     if (reduced[d]) {
       red_dims[n_red_dims++] = d;
     } else {
-      kept_shape.push_back(shape[d]);
-      kept_strides.push_back(strides[d]);
+      out.kept_shape.push_back(shape[d]);
+      out.kept_strides.push_back(strides[d]);
     }
   }
   std::stable_sort(red_dims.begin(), red_dims.begin() + n_red_dims,
                    [&](int a, int b) { return strides[a] > strides[b]; });
   for (int i = 0; i < n_red_dims; ++i) {
-    red_shape.push_back(shape[red_dims[i]]);
-    red_strides.push_back(strides[red_dims[i]]);
+    out.red_shape.push_back(shape[red_dims[i]]);
+    out.red_strides.push_back(strides[red_dims[i]]);
   }
+  return out;
+}
+
+// The map of a reduction of a tensor (shape, strides) over the dims with reduced[d] set.
+inline ReduceMap make_reduce_map(const Shape& shape, const Strides& strides,
+                                 const std::array<bool, kMaxRank>& reduced) {
+  auto [kept_shape, red_shape, kept_strides, red_strides] = split_reduced_dims(shape, strides, reduced);
   ReduceMap map;
   map.kept = make_offset_map<1>(kept_shape, {kept_strides});
   map.reduced = make_offset_map<1>(red_shape, {red_strides});

@@ -131,24 +131,7 @@ struct ReduceLayout {
 
 inline ReduceLayout make_reduce_layout(const Strides& strides, const ReduceSpec& spec) {
   const Shape& shape = spec.in_shape;
-  Shape kept_shape, red_shape;
-  Strides kept_strides, red_strides;
-  std::array<int, kMaxRank> red_dims{};
-  int n_red_dims = 0;
-  for (int d = 0; d < shape.size(); ++d) {
-    if (spec.reduced[d]) {
-      red_dims[n_red_dims++] = d;
-    } else {
-      kept_shape.push_back(shape[d]);
-      kept_strides.push_back(strides[d]);
-    }
-  }
-  std::stable_sort(red_dims.begin(), red_dims.begin() + n_red_dims,
-                   [&](int a, int b) { return strides[a] > strides[b]; });
-  for (int i = 0; i < n_red_dims; ++i) {
-    red_shape.push_back(shape[red_dims[i]]);
-    red_strides.push_back(strides[red_dims[i]]);
-  }
+  auto [kept_shape, red_shape, kept_strides, red_strides] = cuda::split_reduced_dims(shape, strides, spec.reduced);
   // Merging neighbours that are contiguous keeps the row-major order, hence the output order.
   const StridedLayout<1> kept = coalesce<1>(kept_shape, {kept_strides});
   const StridedLayout<1> red = coalesce<1>(red_shape, {red_strides});
