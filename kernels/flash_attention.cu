@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(kRowsPerBlock* DPAD / kDimsPerLane)
     for (int jj = 0; jj < kTile; ++jj) axpy_slice<LANES>(acc, accumulate_weight(row, s[jj]), vs + jj * DPAD, lane);
   }
   if (!valid) return;
-  store_slice<LANES>(o + (bh * sq + i) * d, acc, 1.0f / row.l, d, lane);
+  store_slice<LANES>(o + (bh * sq + i) * d, acc, 1.0f / row.sum, d, lane);
   if (lane == 0) lse[bh * sq + i] = log_sum_exp(row);
 }
 

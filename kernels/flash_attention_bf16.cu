@@ -214,8 +214,8 @@ __global__ void __launch_bounds__(kThreads)
   }
 #pragma unroll
   for (int h = 0; h < 2; ++h) {  // each lane summed its own columns: complete l over the group
-    row[h].l += __shfl_xor_sync(0xffffffffu, row[h].l, 1);
-    row[h].l += __shfl_xor_sync(0xffffffffu, row[h].l, 2);
+    row[h].sum += __shfl_xor_sync(0xffffffffu, row[h].sum, 1);
+    row[h].sum += __shfl_xor_sync(0xffffffffu, row[h].sum, 2);
   }
 #pragma unroll
   for (int nd = 0; nd < DPAD / 8; ++nd)
@@ -223,7 +223,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int i = 0; i < 4; ++i) {
       const int64_t r = q0 + wrow + mma::c_row(lane, i);
       const int c = nd * 8 + mma::c_col(lane, i);
-      if (r < sq && c < d) o[(bh * sq + r) * d + c] = __float2bfloat16(acc[nd][i] / row[i >> 1].l);
+      if (r < sq && c < d) o[(bh * sq + r) * d + c] = __float2bfloat16(acc[nd][i] / row[i >> 1].sum);
     }
   if (mma::thread_in_group(lane) == 0)
 #pragma unroll
