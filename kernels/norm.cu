@@ -167,16 +167,6 @@ __global__ void sum_chunks_kernel(T* out, const float* part, int64_t cols, int64
   }
 }
 
-template <class F>
-void with_float_type(const char* op, DType type, F&& f) {
-  switch (type) {
-    case DType::f32: return f(float{});
-    case DType::bf16: return f(__nv_bfloat16{});
-    case DType::f64: ::loom::detail::fail(op, ": float64 is not supported on CUDA");
-    default: ::loom::detail::fail(op, ": ", dtype_name(type), " is not supported on CUDA (float32 and bfloat16 are)");
-  }
-}
-
 }  // namespace
 
 void softmax_forward(DType type, bool log, void* y, const void* x, const Lines<2>& lines) {

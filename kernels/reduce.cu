@@ -152,17 +152,6 @@ void launch_reduce(void* out, const T* in, const void* target, const ReduceMap& 
   }
 }
 
-// Calls f(T{}) with the device type of a floating-point element type the kernels support.
-template <class F>
-void with_float_type(const char* op, DType type, F&& f) {
-  switch (type) {
-    case DType::f32: return f(float{});
-    case DType::bf16: return f(__nv_bfloat16{});
-    case DType::f64: ::loom::detail::fail(op, ": float64 is not supported on CUDA");
-    default: ::loom::detail::fail(op, ": ", dtype_name(type), " is not supported on CUDA (float32 and bfloat16 are)");
-  }
-}
-
 // One block per output (grid-stride): each thread folds r = threadIdx.x, + blockDim.x, ...; then a
 // shuffle tree per warp and warp 0 over the warps. arg_combine makes the order irrelevant.
 template <class T, bool kMax>
