@@ -1,23 +1,26 @@
 // cuDNN fused scaled-dot-product attention through the backend (graph) API
 // (loom/cuda/cudnn_attention.hpp). Versions:
-//   forward  bf16 Q, K, V, O; fp32 scores, softmax and statistics; arbitrary Sq, Skv; D % 8 == 0, D <= 128
-// The operation graph, as cuDNN's SDPA engines expect it (the frontend's composite softmax):
-//   S = matmul(Q [B,H,Sq,D], Kᵀ [B,H,D,Skv])        Kᵀ: K's memory with its last two strides swapped
-//   T = S · scale                                  scale: a by-value fp32 scalar tensor [1,1,1,1]
-//   M = max_rows(T)  E = exp(T - M)  Z = sum_rows(E)
-//   Stats = M + log(Z)                             [B,H,Sq,1] fp32, written (for a backward pass)
-//   P = E / Z;  O = matmul(P, V [B,H,Skv,D])
-// Virtual tensors are fp32 and packed. The engine comes from heuristics mode A (then FALLBACK): the
-// first configuration whose execution plan finalizes. Plans are cached per thread and shape (the
-// plan holds the thread's cuDNN handle).
-//   backward bf16 dQ, dK, dV from dO, O and the statistics: cuDNN's single SDPA backward operation
-//            (CUDNN_BACKEND_OPERATION_SDPA_BWD_DESCRIPTOR, cuDNN >= 9.17; K not transposed there),
-//            same engine search and caching. Not yet run on a GPU (see the test).
-// Every cuDNN call is checked (LOOM_CUDNN_CHECK, kernels/cudnn_check.cuh); the descriptors' geometry
-// is loom/cuda/cudnn_layout.hpp's (CPU-tested).
-// How to run: tests/cuda/test_device_cudnn.cpp (SKIPs without a GPU or without cuDNN) checks O and the
-// statistics against a double reference; benchmarks/gpu/bench_attention_gpu.cpp times it (row
-// "cudnn_sdpa"); benchmarks/gpu/run.sh runs both.
+//   forward  cuDNN's single SDPA forward operation (CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR,
+//            cuDNN >= 9.13.1, the floor cudnn-frontend's unified SDPA node checks) over Q, K, V [B,H,S,D]
+//            (K not transposed), writing O and the statistics [B,H,Sq,1] fp32 (natural-log LSE of the
+//            scaled scores); the scale is a by-value fp32 scalar tensor [1,1,1,1]. bf16 I/O, arbitrary
+//            Sq, Skv; D % 8 == 0, D <= 128.
+//   backward bf16 dQ, dK, dV from dO, O and those statistics: cuDNN's single SDPA backward operation
+//            (CUDNN_BACKEND_OPERATION_SDPA_BWD_DESCRIPTOR, cuDNN >= 9.17), the same tensor layouts.
+// Both directions are one mechanism: one operation in an operation graph, the engine from heuristics
+// mode A (then FALLBACK): the first configuration whose execution plan finalizes; plans cached per
+// thread, direction and shape (the plan holds the thread's cuDNN handle); the workspace from the
+// caching allocator. A loaded cuDNN older than an operation needs is a loom::Error naming both
+// versions; a graph cuDNN rejects or has no engine for is the error "no cuDNN engine supports ...".
+// Seen on an H200 (sm 90) with cuDNN 9.19: the forward runs and passes the test; cuDNN 9.19 rejects
+// the backward's graph ("outputGraph.buildDAG()"), so the test SKIPs it (cudnn-frontend counts
+// cuDNN 9.27 as the first whose heuristics propose the single-operation backward's engines).
+// Every cuDNN call is checked (LOOM_CUDNN_CHECK, kernels/cudnn_check.cuh) but the graph's and the
+// candidate plans' finalize, whose failure means "no engine" / "not this engine"; the descriptors'
+// geometry is loom/cuda/cudnn_layout.hpp's (CPU-tested).
+// How to run: tests/cuda/test_device_cudnn.cpp (SKIPs without a GPU or without cuDNN) checks O, the
+// statistics, dQ, dK and dV against a double reference; benchmarks/gpu/bench_attention_gpu.cpp times it
+// (row "cudnn_sdpa"); benchmarks/gpu/run.sh runs both.
 #include "loom/cuda/cudnn_attention.hpp"
 
 #include "loom/core/error.hpp"
@@ -37,13 +40,20 @@ void check_cudnn_sdpa_dims(const CudnnSdpaDims& d) {
 }  // namespace loom::cuda
 
 #if LOOM_WITH_CUDNN
+#include <initializer_list>
 #include <map>
 #include <memory>
+#include <string>
 #include <tuple>
 #include <vector>
 
 #include "cudnn_check.cuh"
 #include "loom/cuda/device_memory.hpp"
+
+// The SDPA operations' descriptor types and attributes first appear in these headers.
+#if CUDNN_VERSION < 91700
+#error "kernels/cudnn_attention.cpp needs cuDNN >= 9.17 headers (CUDNN_BACKEND_OPERATION_SDPA_FWD/BWD_DESCRIPTOR)"
+#endif
 
 namespace loom::cuda {
 namespace {
@@ -76,7 +86,41 @@ class Descriptor {
 
 using DescriptorPtr = std::unique_ptr<Descriptor>;
 
-enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kScale, kDO, kDQ, kDK, kDV, kFirstVirtual = 100 };
+enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kScale, kDO, kDQ, kDK, kDV };
+
+// cudnnGetVersion()'s major·10000 + minor·100 + patch of the first cuDNN with each operation.
+constexpr size_t kSdpaForwardVersion = 91301, kSdpaBackwardVersion = 91700;
+
+std::string cudnn_version_name(size_t v) {
+  return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
+}
+
+// The loaded library (not the headers) decides which operations exist at run time.
+void require_cudnn_version(size_t needed, const char* direction) {
+  const size_t loaded = cudnnGetVersion();
+  LOOM_CHECK(loaded >= needed, "cudnn_sdpa: cuDNN's single SDPA ", direction, " operation needs cuDNN >= ",
+             cudnn_version_name(needed), ", but the loaded library is cuDNN ", cudnn_version_name(loaded));
+}
+
+// One operand of an SDPA operation: its tensor descriptor and the operation attribute it is set on.
+struct SdpaOperand {
+  int64_t uid;
+  cudnnDataType_t type;
+  BackendLayout layout;
+  bool by_value;
+  cudnnBackendAttributeName_t attribute;
+};
+
+// The layouts both directions share: contiguous bf16 rows (K as it is, not transposed), the fp32
+// statistics one value per query row, the scale a single by-value fp32.
+struct SdpaLayouts {
+  BackendLayout rows_q, rows_kv, stats, scalar;
+  explicit SdpaLayouts(const CudnnSdpaDims& d)
+      : rows_q(packed_layout({d.batch, d.heads, d.seq_q, d.head_dim})),    // Q, O, dO, dQ [B, H, Sq, D]
+        rows_kv(packed_layout({d.batch, d.heads, d.seq_kv, d.head_dim})),  // K, V, dK, dV [B, H, Skv, D]
+        stats(packed_layout({d.batch, d.heads, d.seq_q, 1})),              // [B, H, Sq, 1]
+        scalar(packed_layout({1, 1, 1, 1})) {}
+};
 
 // An SDPA operation graph and its execution plan for one shape; every descriptor is kept alive as
 // long as the plan.
@@ -85,17 +129,16 @@ struct SdpaPlan {
   std::vector<cudnnBackendDescriptor_t> ops;
   DescriptorPtr plan;
   int64_t workspace = 0;
-  int64_t next_virtual = kFirstVirtual;
 
   Descriptor& make(cudnnBackendDescriptorType_t type) {
     keep.push_back(std::make_unique<Descriptor>(type));
     return *keep.back();
   }
 
-  Descriptor& tensor(int64_t uid, cudnnDataType_t type, const BackendLayout& l, bool is_virtual,
-                     bool by_value = false) {
+  Descriptor& tensor(int64_t uid, cudnnDataType_t type, const BackendLayout& l, bool by_value) {
     Descriptor& t = make(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
     const int64_t alignment = 16;
+    const bool is_virtual = false;
     t.set(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, &type)
         .set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, l.dims.data(), 4)
         .set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, l.strides.data(), 4)
@@ -106,125 +149,70 @@ struct SdpaPlan {
     t.finalize();
     return t;
   }
-  Descriptor& scratch(const BackendLayout& l) { return tensor(next_virtual++, CUDNN_DATA_FLOAT, l, true); }
 
-  void add_op(Descriptor& op) {
+  // One SDPA operation (forward or backward) with every operand's tensor descriptor set on it.
+  void add_sdpa_op(cudnnBackendDescriptorType_t type, std::initializer_list<SdpaOperand> operands) {
+    Descriptor& op = make(type);
+    for (const SdpaOperand& t : operands)
+      op.set_descriptor(t.attribute, tensor(t.uid, t.type, t.layout, t.by_value));
     op.finalize();
     ops.push_back(op.get());
   }
 
-  void matmul(const Descriptor& a, const Descriptor& b, const Descriptor& c) {
-    Descriptor& desc = make(CUDNN_BACKEND_MATMUL_DESCRIPTOR);
-    const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
-    desc.set(CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, &compute).finalize();
-    Descriptor& op = make(CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR);
-    op.set_descriptor(CUDNN_ATTR_OPERATION_MATMUL_ADESC, a)
-        .set_descriptor(CUDNN_ATTR_OPERATION_MATMUL_BDESC, b)
-        .set_descriptor(CUDNN_ATTR_OPERATION_MATMUL_CDESC, c)
-        .set_descriptor(CUDNN_ATTR_OPERATION_MATMUL_DESC, desc);
-    add_op(op);
-  }
-
-  // y = mode(x) or mode(x, b) (b broadcast along its size-1 dims)
-  void pointwise(cudnnPointwiseMode_t mode, const Descriptor& x, const Descriptor* b, const Descriptor& y) {
-    Descriptor& desc = make(CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
-    const cudnnDataType_t precision = CUDNN_DATA_FLOAT;
-    desc.set(CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, &mode)
-        .set(CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, &precision)
-        .finalize();
-    Descriptor& op = make(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
-    op.set_descriptor(CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, desc)
-        .set_descriptor(CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x);
-    if (b) op.set_descriptor(CUDNN_ATTR_OPERATION_POINTWISE_BDESC, *b);
-    op.set_descriptor(CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y);
-    add_op(op);
-  }
-
-  // y [.., 1] = reduce over the last dim of x
-  void reduce_rows(cudnnReduceTensorOp_t reduction, const Descriptor& x, const Descriptor& y) {
-    Descriptor& desc = make(CUDNN_BACKEND_REDUCTION_DESCRIPTOR);
-    const cudnnDataType_t compute = CUDNN_DATA_FLOAT;
-    desc.set(CUDNN_ATTR_REDUCTION_OPERATOR, CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, &reduction)
-        .set(CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, &compute)
-        .finalize();
-    Descriptor& op = make(CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR);
-    op.set_descriptor(CUDNN_ATTR_OPERATION_REDUCTION_XDESC, x)
-        .set_descriptor(CUDNN_ATTR_OPERATION_REDUCTION_YDESC, y)
-        .set_descriptor(CUDNN_ATTR_OPERATION_REDUCTION_DESC, desc);
-    add_op(op);
-  }
-
-  // The forward graph (header comment): composite softmax with statistics between two matmuls.
+  // The forward: Q, K, V and the scale in; O and the statistics (which the backward consumes) out.
   void build_forward(const CudnnSdpaDims& d) {
-    const int64_t B = d.batch, H = d.heads, Sq = d.seq_q, Skv = d.seq_kv, D = d.head_dim;
-    const BackendLayout scores = packed_layout({B, H, Sq, Skv}), rows = packed_layout({B, H, Sq, 1});
-    Descriptor& q = tensor(kQ, CUDNN_DATA_BFLOAT16, packed_layout({B, H, Sq, D}), false);
-    Descriptor& kt = tensor(kK, CUDNN_DATA_BFLOAT16, transpose_last_two(packed_layout({B, H, Skv, D})), false);
-    Descriptor& v = tensor(kV, CUDNN_DATA_BFLOAT16, packed_layout({B, H, Skv, D}), false);
-    Descriptor& o = tensor(kO, CUDNN_DATA_BFLOAT16, packed_layout({B, H, Sq, D}), false);
-    Descriptor& stats = tensor(kStats, CUDNN_DATA_FLOAT, rows, false);
-    Descriptor& scale = tensor(kScale, CUDNN_DATA_FLOAT, packed_layout({1, 1, 1, 1}), false, /*by_value=*/true);
-
-    Descriptor& s = scratch(scores);
-    matmul(q, kt, s);
-    Descriptor& t = scratch(scores);
-    pointwise(CUDNN_POINTWISE_MUL, s, &scale, t);
-    Descriptor& m = scratch(rows);
-    reduce_rows(CUDNN_REDUCE_TENSOR_MAX, t, m);
-    Descriptor& shifted = scratch(scores);
-    pointwise(CUDNN_POINTWISE_SUB, t, &m, shifted);
-    Descriptor& e = scratch(scores);
-    pointwise(CUDNN_POINTWISE_EXP, shifted, nullptr, e);
-    Descriptor& z = scratch(rows);
-    reduce_rows(CUDNN_REDUCE_TENSOR_ADD, e, z);
-    Descriptor& log_z = scratch(rows);
-    pointwise(CUDNN_POINTWISE_LOG, z, nullptr, log_z);
-    pointwise(CUDNN_POINTWISE_ADD, m, &log_z, stats);
-    Descriptor& p = scratch(scores);
-    pointwise(CUDNN_POINTWISE_DIV, e, &z, p);
-    matmul(p, v, o);
+    const SdpaLayouts l(d);
+    add_sdpa_op(CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR,
+                {
+                    {kQ, CUDNN_DATA_BFLOAT16, l.rows_q, false, CUDNN_ATTR_OPERATION_SDPA_FWD_QDESC},
+                    {kK, CUDNN_DATA_BFLOAT16, l.rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_FWD_KDESC},
+                    {kV, CUDNN_DATA_BFLOAT16, l.rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_FWD_VDESC},
+                    {kO, CUDNN_DATA_BFLOAT16, l.rows_q, false, CUDNN_ATTR_OPERATION_SDPA_FWD_ODESC},
+                    {kStats, CUDNN_DATA_FLOAT, l.stats, false, CUDNN_ATTR_OPERATION_SDPA_FWD_STATSDESC},
+                    {kScale, CUDNN_DATA_FLOAT, l.scalar, true, CUDNN_ATTR_OPERATION_SDPA_FWD_SCALEDESC},
+                });
   }
 
-  // The backward: cuDNN's single SDPA backward operation (cuDNN >= 9.17) over Q, K, V (not
-  // transposed), O, dO, the forward's statistics and the scale, writing dQ, dK, dV.
+  // The backward: Q, K, V, O, dO, the forward's statistics and the scale in; dQ, dK, dV out.
   void build_backward(const CudnnSdpaDims& d) {
-    const int64_t B = d.batch, H = d.heads, Sq = d.seq_q, Skv = d.seq_kv, D = d.head_dim;
-    const BackendLayout rows_q = packed_layout({B, H, Sq, D}), rows_kv = packed_layout({B, H, Skv, D});
-    Descriptor& op = make(CUDNN_BACKEND_OPERATION_SDPA_BWD_DESCRIPTOR);
-    const struct {
-      int64_t uid;
-      cudnnDataType_t type;
-      BackendLayout layout;
-      bool by_value;
-      cudnnBackendAttributeName_t attribute;
-    } operands[] = {
-        {kQ, CUDNN_DATA_BFLOAT16, rows_q, false, CUDNN_ATTR_OPERATION_SDPA_BWD_QDESC},
-        {kK, CUDNN_DATA_BFLOAT16, rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_KDESC},
-        {kV, CUDNN_DATA_BFLOAT16, rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_VDESC},
-        {kO, CUDNN_DATA_BFLOAT16, rows_q, false, CUDNN_ATTR_OPERATION_SDPA_BWD_ODESC},
-        {kDO, CUDNN_DATA_BFLOAT16, rows_q, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DODDESC},
-        {kStats, CUDNN_DATA_FLOAT, packed_layout({B, H, Sq, 1}), false, CUDNN_ATTR_OPERATION_SDPA_BWD_STATSDESC},
-        {kScale, CUDNN_DATA_FLOAT, packed_layout({1, 1, 1, 1}), true, CUDNN_ATTR_OPERATION_SDPA_BWD_SCALEDESC},
-        {kDQ, CUDNN_DATA_BFLOAT16, rows_q, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DQDESC},
-        {kDK, CUDNN_DATA_BFLOAT16, rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DKDESC},
-        {kDV, CUDNN_DATA_BFLOAT16, rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DVDESC},
-    };
-    for (const auto& t : operands)
-      op.set_descriptor(t.attribute, tensor(t.uid, t.type, t.layout, false, t.by_value));
-    add_op(op);
+    const SdpaLayouts l(d);
+    add_sdpa_op(CUDNN_BACKEND_OPERATION_SDPA_BWD_DESCRIPTOR,
+                {
+                    {kQ, CUDNN_DATA_BFLOAT16, l.rows_q, false, CUDNN_ATTR_OPERATION_SDPA_BWD_QDESC},
+                    {kK, CUDNN_DATA_BFLOAT16, l.rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_KDESC},
+                    {kV, CUDNN_DATA_BFLOAT16, l.rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_VDESC},
+                    {kO, CUDNN_DATA_BFLOAT16, l.rows_q, false, CUDNN_ATTR_OPERATION_SDPA_BWD_ODESC},
+                    {kDO, CUDNN_DATA_BFLOAT16, l.rows_q, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DODDESC},
+                    {kStats, CUDNN_DATA_FLOAT, l.stats, false, CUDNN_ATTR_OPERATION_SDPA_BWD_STATSDESC},
+                    {kScale, CUDNN_DATA_FLOAT, l.scalar, true, CUDNN_ATTR_OPERATION_SDPA_BWD_SCALEDESC},
+                    {kDQ, CUDNN_DATA_BFLOAT16, l.rows_q, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DQDESC},
+                    {kDK, CUDNN_DATA_BFLOAT16, l.rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DKDESC},
+                    {kDV, CUDNN_DATA_BFLOAT16, l.rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DVDESC},
+                });
   }
 
   // Finalizes the operation graph and takes the first engine that runs it.
   void make_plan(cudnnHandle_t h, const CudnnSdpaDims& d, const char* direction) {
-    const int64_t B = d.batch, H = d.heads, Sq = d.seq_q, Skv = d.seq_kv, D = d.head_dim;
     Descriptor& graph = make(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
     graph.set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, ops.data(), int64_t(ops.size()))
-        .set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, &h)
-        .finalize();
+        .set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, &h);
+    // A cuDNN with no engine for the operation may reject the graph itself rather than return no
+    // engine configurations (cuDNN 9.19 does so for the SDPA backward on sm 90: "outputGraph.buildDAG()"):
+    // the same capability gap, reported the same way, with cuDNN's reason.
+    if (cudnnBackendFinalize(graph.get()) != CUDNN_STATUS_SUCCESS) {
+      char reason[512] = {0};
+      cudnnGetLastErrorString(reason, sizeof(reason));
+      no_engine(d, direction, std::string("; cuDNN rejects the operation graph: ") + reason);
+    }
     for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK})
       if (try_engines(h, graph, mode)) return;
-    ::loom::detail::fail("cudnn_sdpa: no cuDNN engine supports the SDPA ", direction, " graph for [B ", B, ", H ", H,
-                         ", Sq ", Sq, ", Skv ", Skv, ", D ", D, "] on this GPU (cuDNN ", cudnnGetVersion(), ")");
+    no_engine(d, direction, "");
+  }
+
+  [[noreturn]] static void no_engine(const CudnnSdpaDims& d, const char* direction, const std::string& why) {
+    ::loom::detail::fail("cudnn_sdpa: no cuDNN engine supports the SDPA ", direction, " graph for [B ", d.batch,
+                         ", H ", d.heads, ", Sq ", d.seq_q, ", Skv ", d.seq_kv, ", D ", d.head_dim,
+                         "] on this GPU (cuDNN ", cudnn_version_name(cudnnGetVersion()), ")", why);
   }
 
   // The first engine configuration of heuristics `mode` whose plan finalizes becomes the plan.
@@ -269,10 +257,12 @@ SdpaPlan& cached_plan(cudnnHandle_t h, const CudnnSdpaDims& d, bool backward) {
   thread_local std::map<Key, std::unique_ptr<SdpaPlan>> plans;
   auto& plan = plans[Key{backward, d.batch, d.heads, d.seq_q, d.seq_kv, d.head_dim}];
   if (!plan) {
+    const char* direction = backward ? "backward" : "forward";
+    require_cudnn_version(backward ? kSdpaBackwardVersion : kSdpaForwardVersion, direction);
     auto fresh = std::make_unique<SdpaPlan>();
     if (backward) fresh->build_backward(d);
     else fresh->build_forward(d);
-    fresh->make_plan(h, d, backward ? "backward" : "forward");
+    fresh->make_plan(h, d, direction);
     plan = std::move(fresh);
   }
   return *plan;

@@ -1,9 +1,9 @@
 #pragma once
 // cuDNN's fused scaled-dot-product attention (kernels/cudnn_attention.cpp, target loom::kernels),
-// built through the backend (graph) API: the SDPA graph Q·Kᵀ -> ·scale -> softmax (statistics saved)
-// -> ·V that cuDNN's fused flash-attention engines recognise. A comparator for loom's own kernels
-// (benchmarks/gpu/bench_attention_gpu.cpp) and a selectable attention backend (docs/cuda.md "cuDNN").
-// Plain C++: contiguous device pointers. The backward is cuDNN's single SDPA backward operation.
+// built through the backend (graph) API: each direction is cuDNN's single SDPA operation (forward
+// softmax(scale·Q·Kᵀ)·V with the statistics saved; backward dQ, dK, dV). A comparator for loom's own
+// kernels (benchmarks/gpu/bench_attention_gpu.cpp) and a selectable attention backend (docs/cuda.md
+// "cuDNN"). Plain C++: contiguous device pointers.
 // Built without cuDNN, the functions throw a loom::Error saying so.
 #include <cstdint>
 
