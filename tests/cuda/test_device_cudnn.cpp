@@ -235,7 +235,7 @@ TEST_CASE("conv_patch_embed on CUDA (cuDNN): bf16 gradients within fp32 accumula
   }
 }
 
-TEST_CASE("nn::PatchEmbed use_conv on CUDA matches its default path; bf16 forward", "[cudnn][gpu]") {
+TEST_CASE("nn::PatchEmbed use_conv on CUDA matches its default path, bf16 forward", "[cudnn][gpu]") {
   REQUIRE_CUDNN();
   const int64_t B = 3, C = 2, HW = 24, p = 4, D = 16;
   loom::nn::PatchEmbed<float, CUDA> pe(p, C, D);

@@ -188,7 +188,7 @@ TEST_CASE("CUDA matmul / bmm (fp32): odd sizes, transposed, padded, stepped and 
                       97, 9);
 }
 
-TEST_CASE("CUDA matmul: TF32 is opt-in; fp32 stays within the fp32 bound, TF32 within its own", "[cuda][linalg]") {
+TEST_CASE("CUDA matmul: TF32 is opt-in, fp32 stays within the fp32 bound, TF32 within its own", "[cuda][linalg]") {
   REQUIRE_GPU();
   const int64_t n = 225;
   const Tensor<float> a = loom::randn<float>({n, n}), b = loom::randn<float>({n, n});

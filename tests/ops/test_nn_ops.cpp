@@ -202,7 +202,7 @@ TEST_CASE("softmax stays finite and exact on large-magnitude inputs", "[softmax]
   require_close(loom::softmax(xb, 0), {0.5, 0, 0.5});
 }
 
-TEST_CASE("softmax with -inf entries (masking); an all -inf line gives NaN as PyTorch", "[softmax]") {
+TEST_CASE("softmax with -inf entries (masking), an all -inf line gives NaN as PyTorch", "[softmax]") {
   const double inf = INFINITY;
   const Tensor<float> x = from_doubles<float>({2, 3}, {0.5, -inf, 0.5, -inf, -inf, -inf});
   const std::vector<float> y = loom::softmax(x, 1).to_vector();

@@ -282,7 +282,7 @@ CsvPredictions read_predictions(const std::string& path, const std::vector<std::
 
 }  // namespace
 
-TEST_CASE("finetune_multilabel: fine-tuning beats the initial model; the report equals the metrics of the saved predictions",
+TEST_CASE("finetune_multilabel: fine-tuning beats the initial model, the report equals the metrics of the saved predictions",
           "[finetune][trainer]") {
   TempDir dir;
   const CliRun r = finetune(tiny_finetune(dir.path.string(), {"--epochs", "12", "--blr", "0.05", "--drop-path", "0",

@@ -154,7 +154,7 @@ TEST_CASE("mae_pretrain: settings that do not fit the data exit with code 2 nami
   CHECK(r.err.find("error") != std::string::npos);
 }
 
-TEST_CASE("mae config: settings survive JSON; specs and model shapes resolve", "[train][cli]") {
+TEST_CASE("mae config: settings survive JSON, specs and model shapes resolve", "[train][cli]") {
   loom::train::MaePretrainConfig c;
   c.data = "packed:/x.pack";
   c.out = "o";
@@ -221,7 +221,7 @@ TEST_CASE("parameter groups exempt group embeddings from weight decay", "[train]
 
 // ---- training runs ----------------------------------------------------------------------------------
 
-TEST_CASE("mae_pretrain writes its outputs; metrics follow the schedule", "[train][run]") {
+TEST_CASE("mae_pretrain writes its outputs, metrics follow the schedule", "[train][run]") {
   TempDir dir;
   const std::string out = dir / "run";
   const CliRun r = run_cli(tiny_run(out, {"--steps", "5", "--warmup", "2", "--blr", "0.256", "--ckpt-every", "2"}));
