@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "data/corrupt.hpp"
-#include "data/temp_dir.hpp"
+#include "support/temp_dir.hpp"
 #include "loom/core/random.hpp"
 #include "loom/data/dataset.hpp"
 #include "loom/data/loader.hpp"
