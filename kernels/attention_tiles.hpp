@@ -3,19 +3,21 @@
 // reference (flash_attention_cpu.hpp) so that the CPU test suite checks the same arithmetic:
 //   - which head dimensions a thread owns (threads_per_row lanes share one query or key row),
 //   - how many tiles cover a sequence of any length,
-//   - the online-softmax update in base 2 and the recomputation of probabilities in backward.
+//   - the recomputation of probabilities in backward (the online softmax itself, in base 2, is
+//     loom/ops/attention_tiles.hpp's, shared with the CPU attention op).
 // Derivation: docs/attention.md. Everything here is plain C++ usable from host and device code.
 #include <cmath>
 #include <cstdint>
 
 #include "loom/core/host_device.hpp"
+#include "loom/ops/attention_tiles.hpp"
 
 namespace loom::kernels::attention {
 
 inline constexpr int kMaxHeadDim = 128;
 inline constexpr int kDimsPerLane = 32;  // head dimensions held in registers by one thread
-inline constexpr float kLog2e = 1.4426950408889634f;
-inline constexpr float kLn2 = 0.6931471805599453f;
+using attention_tiles::kLn2;
+using attention_tiles::kLog2e;
 
 // Head dims are padded to 32, 64 or 128 (the padding is zeros and changes no dot product).
 LOOM_HOST_DEVICE constexpr int padded_head_dim(int d) { return d <= 32 ? 32 : d <= 64 ? 64 : 128; }
@@ -32,32 +34,13 @@ LOOM_HOST_DEVICE constexpr int lane_of_thread(int thread, int lanes) { return th
 // no bank conflicts, and each row of 32·lanes dims is covered exactly once.
 LOOM_HOST_DEVICE constexpr int owned_dim(int lane, int lanes, int v, int e) { return (v * lanes + lane) * 4 + e; }
 
-// Online softmax of one query row over key tiles, in base 2 (scores pre-multiplied by
-// scale·log2(e)): m is the running maximum, l the running sum of 2^(s - m).
-struct OnlineSoftmax {
-  float m = -INFINITY;
-  float l = 0.0f;
-};
-
-// Starts a key tile whose largest score is tile_max. Returns the factor by which the row's output
-// accumulator (and l, done here) must be multiplied so that earlier terms are relative to the new max.
-LOOM_HOST_DEVICE inline float rescale_for_tile(OnlineSoftmax& s, float tile_max) {
-  const float m_new = fmaxf(s.m, tile_max);
-  const float alpha = s.m == -INFINITY ? 0.0f : exp2f(s.m - m_new);
-  s.m = m_new;
-  s.l *= alpha;
-  return alpha;
-}
-
-// The weight of a score once its tile has been started; adds it to the running sum.
-LOOM_HOST_DEVICE inline float accumulate_weight(OnlineSoftmax& s, float score2) {
-  const float p = exp2f(score2 - s.m);
-  s.l += p;
-  return p;
-}
-
-// log Σ_j exp(scale · q·k_j), in natural-log units (what backward and the CPU op use).
-LOOM_HOST_DEVICE inline float log_sum_exp(const OnlineSoftmax& s) { return (s.m + log2f(s.l)) * kLn2; }
+// The online softmax of one query row over key tiles is loom/ops/attention_tiles.hpp's, in base 2:
+// scores come pre-multiplied by scale·log2(e), m = row.max, l = row.sum; log_sum_exp(row) gives
+// the natural-log LSE that backward and the CPU op use.
+using OnlineSoftmax = attention_tiles::OnlineSoftmax<float, attention_tiles::Base2>;
+using attention_tiles::accumulate_weight;
+using attention_tiles::log_sum_exp;
+using attention_tiles::rescale_for_tile;
 
 // Backward recomputes P_ij = exp(scale·q_i·k_j - lse_i) = 2^(score2 - lse_i·log2 e).
 LOOM_HOST_DEVICE inline float probability(float score2, float lse2) { return exp2f(score2 - lse2); }

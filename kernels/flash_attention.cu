@@ -106,6 +106,34 @@ __device__ __forceinline__ void stage_tile(float* smem, const T* src, int64_t r0
   }
 }
 
+// The row a thread works on, of the kRowsPerBlock rows of head blockIdx.y its block owns (queries
+// or keys), and its lane in that row. Rows past n are not valid: their threads still help stage
+// the shared tiles and leave only at the end.
+struct ThreadRow {
+  int64_t bh;
+  int64_t row;
+  int lane;
+  bool valid;
+};
+template <int LANES>
+__device__ __forceinline__ ThreadRow thread_row(int64_t n) {
+  const int64_t bh = blockIdx.y;
+  const int lane = lane_of_thread(threadIdx.x, LANES);
+  const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + row_of_thread(threadIdx.x, LANES);
+  return {bh, row, lane, row < n};
+}
+
+// The K and V tiles of rows [j0, j0 + kTile) into shared memory, once every thread is done with
+// the previous ones.
+template <int DPAD, class T>
+__device__ __forceinline__ void stage_key_value_tiles(float* ks, const T* kh, float* vs, const T* vh, int64_t j0,
+                                                      int64_t sk, int d) {
+  __syncthreads();  // the previous tiles are no longer read
+  stage_tile<DPAD>(ks, kh, j0, sk, d);
+  stage_tile<DPAD>(vs, vh, j0, sk, d);
+  __syncthreads();
+}
+
 template <class T, int DPAD>
 __global__ void __launch_bounds__(kRowsPerBlock* DPAD / kDimsPerLane)
     flash_forward_kernel(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v, T* __restrict__ o,
@@ -113,10 +141,7 @@ __global__ void __launch_bounds__(kRowsPerBlock* DPAD / kDimsPerLane)
   constexpr int LANES = lanes_per_row(DPAD);
   __shared__ __align__(16) float ks[kTile * DPAD];  // [kTile, DPAD]
   __shared__ __align__(16) float vs[kTile * DPAD];  // [kTile, DPAD]
-  const int64_t bh = blockIdx.y;
-  const int lane = lane_of_thread(threadIdx.x, LANES);
-  const int64_t i = int64_t(blockIdx.x) * kRowsPerBlock + row_of_thread(threadIdx.x, LANES);
-  const bool valid = i < sq;
+  const auto [bh, i, lane, valid] = thread_row<LANES>(sq);
   const T* kh = k + bh * sk * d;  // [Sk, D]
   const T* vh = v + bh * sk * d;  // [Sk, D]
 
@@ -129,10 +154,7 @@ __global__ void __launch_bounds__(kRowsPerBlock* DPAD / kDimsPerLane)
   }
   OnlineSoftmax row;
   for (int64_t j0 = 0; j0 < sk; j0 += kTile) {
-    __syncthreads();  // the previous tile is no longer read
-    stage_tile<DPAD>(ks, kh, j0, sk, d);
-    stage_tile<DPAD>(vs, vh, j0, sk, d);
-    __syncthreads();
+    stage_key_value_tiles<DPAD>(ks, kh, vs, vh, j0, sk, d);
     float s[kTile];
     float tile_max = -INFINITY;
 #pragma unroll
@@ -148,7 +170,7 @@ __global__ void __launch_bounds__(kRowsPerBlock* DPAD / kDimsPerLane)
     for (int jj = 0; jj < kTile; ++jj) axpy_slice<LANES>(acc, accumulate_weight(row, s[jj]), vs + jj * DPAD, lane);
   }
   if (!valid) return;
-  store_slice<LANES>(o + (bh * sq + i) * d, acc, 1.0f / row.l, d, lane);
+  store_slice<LANES>(o + (bh * sq + i) * d, acc, 1.0f / row.sum, d, lane);
   if (lane == 0) lse[bh * sq + i] = log_sum_exp(row);
 }
 
@@ -175,10 +197,7 @@ __global__ void __launch_bounds__(kRowsPerBlock* DPAD / kDimsPerLane)
   __shared__ __align__(16) float qs[kTile * DPAD];   // [kTile, DPAD]
   __shared__ __align__(16) float dos[kTile * DPAD];  // [kTile, DPAD]
   __shared__ float lse2s[kTile], deltas[kTile];
-  const int64_t bh = blockIdx.y;
-  const int lane = lane_of_thread(threadIdx.x, LANES);
-  const int64_t j = int64_t(blockIdx.x) * kRowsPerBlock + row_of_thread(threadIdx.x, LANES);
-  const bool valid = j < sk;
+  const auto [bh, j, lane, valid] = thread_row<LANES>(sk);
   const T* qh = q + bh * sq * d;     // [Sq, D]
   const T* doh = d_o + bh * sq * d;  // [Sq, D]
 
@@ -217,10 +236,7 @@ __global__ void __launch_bounds__(kRowsPerBlock* DPAD / kDimsPerLane)
   constexpr int LANES = lanes_per_row(DPAD);
   __shared__ __align__(16) float ks[kTile * DPAD];  // [kTile, DPAD]
   __shared__ __align__(16) float vs[kTile * DPAD];  // [kTile, DPAD]
-  const int64_t bh = blockIdx.y;
-  const int lane = lane_of_thread(threadIdx.x, LANES);
-  const int64_t i = int64_t(blockIdx.x) * kRowsPerBlock + row_of_thread(threadIdx.x, LANES);
-  const bool valid = i < sq;
+  const auto [bh, i, lane, valid] = thread_row<LANES>(sq);
   const T* kh = k + bh * sk * d;  // [Sk, D]
   const T* vh = v + bh * sk * d;  // [Sk, D]
 
@@ -231,10 +247,7 @@ __global__ void __launch_bounds__(kRowsPerBlock* DPAD / kDimsPerLane)
   const float lse2 = valid ? lse[row] * kLog2e : INFINITY;
   const float delta_i = valid ? delta[row] : 0.0f;
   for (int64_t j0 = 0; j0 < sk; j0 += kTile) {
-    __syncthreads();
-    stage_tile<DPAD>(ks, kh, j0, sk, d);
-    stage_tile<DPAD>(vs, vh, j0, sk, d);
-    __syncthreads();
+    stage_key_value_tiles<DPAD>(ks, kh, vs, vh, j0, sk, d);
 #pragma unroll 2
     for (int jj = 0; jj < kTile; ++jj) {
       const float s2 = row_sum<LANES>(dot_slice<LANES>(qr, ks + jj * DPAD, lane)) * scale2;

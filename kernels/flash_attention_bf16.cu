@@ -132,6 +132,22 @@ __device__ __forceinline__ void accumulate_product(float (&acc)[DPAD / 8][4], co
   }
 }
 
+// The output positions of this lane's part of its warp's 16 × DPAD accumulator tile, the rows
+// row0 + [0, 16) of head bh of a [BH, n, d] tensor: calls store(index, nd, i) for acc[nd][i],
+// skipping rows past n and the padding columns past d.
+template <int DPAD, class Store>
+__device__ __forceinline__ void for_each_stored_accumulator(int64_t bh, int64_t row0, int64_t n, int d, int lane,
+                                                            Store store) {
+#pragma unroll
+  for (int nd = 0; nd < DPAD / 8; ++nd)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int64_t r = row0 + mma::c_row(lane, i);
+      const int c = nd * 8 + mma::c_col(lane, i);
+      if (r < n && c < d) store((bh * n + r) * d + c, nd, i);
+    }
+}
+
 // Rows [r0, r0 + kTile) of a [n, d] matrix into a row-major shared tile [kTile][DPAD + 8], zeros
 // past n and d; 16-byte loads when rows are 16-byte aligned (d a multiple of 8).
 template <int DPAD>
@@ -214,17 +230,12 @@ __global__ void __launch_bounds__(kThreads)
   }
 #pragma unroll
   for (int h = 0; h < 2; ++h) {  // each lane summed its own columns: complete l over the group
-    row[h].l += __shfl_xor_sync(0xffffffffu, row[h].l, 1);
-    row[h].l += __shfl_xor_sync(0xffffffffu, row[h].l, 2);
+    row[h].sum += __shfl_xor_sync(0xffffffffu, row[h].sum, 1);
+    row[h].sum += __shfl_xor_sync(0xffffffffu, row[h].sum, 2);
   }
-#pragma unroll
-  for (int nd = 0; nd < DPAD / 8; ++nd)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int64_t r = q0 + wrow + mma::c_row(lane, i);
-      const int c = nd * 8 + mma::c_col(lane, i);
-      if (r < sq && c < d) o[(bh * sq + r) * d + c] = __float2bfloat16(acc[nd][i] / row[i >> 1].l);
-    }
+  for_each_stored_accumulator<DPAD>(bh, q0 + wrow, sq, d, lane, [&](int64_t at, int nd, int i) {
+    o[at] = __float2bfloat16(acc[nd][i] / row[i >> 1].sum);
+  });
   if (mma::thread_in_group(lane) == 0)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -281,17 +292,10 @@ __global__ void __launch_bounds__(kThreads)
         p[nt][i] = attention::score_gradient(p[nt][i], dp[nt][i], deltas[nt * 8 + mma::c_col(lane, i)]);
     accumulate_product<DPAD>(dk_acc, p, qs, lane);  // dK += dSᵀ Q
   }
-#pragma unroll
-  for (int nd = 0; nd < DPAD / 8; ++nd)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int64_t r = key0 + wrow + mma::c_row(lane, i);
-      const int c = nd * 8 + mma::c_col(lane, i);
-      if (r < sk && c < d) {
-        dk[(bh * sk + r) * d + c] = __float2bfloat16(dk_acc[nd][i] * scale);
-        dv[(bh * sk + r) * d + c] = __float2bfloat16(dv_acc[nd][i]);
-      }
-    }
+  for_each_stored_accumulator<DPAD>(bh, key0 + wrow, sk, d, lane, [&](int64_t at, int nd, int i) {
+    dk[at] = __float2bfloat16(dk_acc[nd][i] * scale);
+    dv[at] = __float2bfloat16(dv_acc[nd][i]);
+  });
 }
 
 template <int DPAD>
@@ -337,14 +341,9 @@ __global__ void __launch_bounds__(kThreads)
       }
     accumulate_product<DPAD>(dq_acc, p, ks, lane);  // dQ += dS K
   }
-#pragma unroll
-  for (int nd = 0; nd < DPAD / 8; ++nd)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int64_t r = q0 + wrow + mma::c_row(lane, i);
-      const int c = nd * 8 + mma::c_col(lane, i);
-      if (r < sq && c < d) dq[(bh * sq + r) * d + c] = __float2bfloat16(dq_acc[nd][i] * scale);
-    }
+  for_each_stored_accumulator<DPAD>(bh, q0 + wrow, sq, d, lane, [&](int64_t at, int nd, int i) {
+    dq[at] = __float2bfloat16(dq_acc[nd][i] * scale);
+  });
 }
 
 // Kernels needing more than the default 48 KiB of dynamic shared memory must say so once.

@@ -42,7 +42,7 @@ inline void flash_attention_forward_cpu(const AttentionDims& dims, const float* 
           for (int64_t c = 0; c < d; ++c) acc[c] += p * vh[(j0 + jj) * d + c];
         }
       }
-      for (int64_t c = 0; c < d; ++c) o[(bh * sq + i) * d + c] = acc[c] / row.l;
+      for (int64_t c = 0; c < d; ++c) o[(bh * sq + i) * d + c] = acc[c] / row.sum;
       lse[bh * sq + i] = log_sum_exp(row);
     }
   }

@@ -14,26 +14,13 @@
 
 #include <cstdint>
 
-#include "block_fold.cuh"
 #include "cuda_check.cuh"
-#include "device_types.cuh"
 #include "loom/cuda/device_memory.hpp"
 #include "loom/cuda/norm.hpp"
-#include "loom/cuda/reduce_map.hpp"
+#include "reduce_common.cuh"
 
 namespace loom::cuda {
 namespace {
-
-using kernels::detail::block_fold;
-using kernels::detail::ExtremeFold;
-using kernels::detail::load;
-using kernels::detail::store;
-using kernels::detail::SumFold;
-
-constexpr int kColumnWidth = kReduceColumnWidth;  // columns per dweight/dbias block
-constexpr int kColumnLanes = kReduceColumnLanes;  // row lanes per dweight/dbias block
-
-unsigned grid_for(int64_t n) { return unsigned(n < 0x7fffffff ? n : 0x7fffffff); }  // grid-stride beyond
 
 template <class T, bool kLog>
 __global__ void softmax_forward_kernel(T* y, const T* x, Lines<2> lines) {
@@ -180,16 +167,6 @@ __global__ void sum_chunks_kernel(T* out, const float* part, int64_t cols, int64
   }
 }
 
-template <class F>
-void with_float_type(const char* op, DType type, F&& f) {
-  switch (type) {
-    case DType::f32: return f(float{});
-    case DType::bf16: return f(__nv_bfloat16{});
-    case DType::f64: ::loom::detail::fail(op, ": float64 is not supported on CUDA");
-    default: ::loom::detail::fail(op, ": ", dtype_name(type), " is not supported on CUDA (float32 and bfloat16 are)");
-  }
-}
-
 }  // namespace
 
 void softmax_forward(DType type, bool log, void* y, const void* x, const Lines<2>& lines) {
@@ -199,8 +176,8 @@ void softmax_forward(DType type, bool log, void* y, const void* x, const Lines<2
     const int threads = row_threads(lines.length);
     T* py = static_cast<T*>(y);
     const T* px = static_cast<const T*>(x);
-    if (log) softmax_forward_kernel<T, true><<<grid_for(lines.count), threads>>>(py, px, lines);
-    else softmax_forward_kernel<T, false><<<grid_for(lines.count), threads>>>(py, px, lines);
+    if (log) softmax_forward_kernel<T, true><<<grid_one_block_each(lines.count), threads>>>(py, px, lines);
+    else softmax_forward_kernel<T, false><<<grid_one_block_each(lines.count), threads>>>(py, px, lines);
   });
   LOOM_CUDA_CHECK_LAUNCH();
 }
@@ -212,8 +189,8 @@ void softmax_backward(DType type, bool log, void* gx, const void* y, const void*
     const int threads = row_threads(lines.length);
     T* pgx = static_cast<T*>(gx);
     const T *py = static_cast<const T*>(y), *pg = static_cast<const T*>(g);
-    if (log) softmax_backward_kernel<T, true><<<grid_for(lines.count), threads>>>(pgx, py, pg, lines);
-    else softmax_backward_kernel<T, false><<<grid_for(lines.count), threads>>>(pgx, py, pg, lines);
+    if (log) softmax_backward_kernel<T, true><<<grid_one_block_each(lines.count), threads>>>(pgx, py, pg, lines);
+    else softmax_backward_kernel<T, false><<<grid_one_block_each(lines.count), threads>>>(pgx, py, pg, lines);
   });
   LOOM_CUDA_CHECK_LAUNCH();
 }
@@ -223,7 +200,7 @@ void layer_norm_forward(DType type, void* y, float* mean, float* rstd, const voi
   if (rows == 0) return;
   with_float_type("layer_norm", type, [&](auto tag) {
     using T = decltype(tag);
-    layer_norm_forward_kernel<<<grid_for(rows), row_threads(cols)>>>(
+    layer_norm_forward_kernel<<<grid_one_block_each(rows), row_threads(cols)>>>(
         static_cast<T*>(y), mean, rstd, static_cast<const T*>(x), static_cast<const T*>(weight),
         static_cast<const T*>(bias), rows, cols, eps);
   });
@@ -235,7 +212,7 @@ void layer_norm_backward_input(DType type, void* dx, const void* g, const void* 
   if (rows == 0) return;
   with_float_type("layer_norm backward", type, [&](auto tag) {
     using T = decltype(tag);
-    layer_norm_backward_input_kernel<<<grid_for(rows), row_threads(cols)>>>(
+    layer_norm_backward_input_kernel<<<grid_one_block_each(rows), row_threads(cols)>>>(
         static_cast<T*>(dx), static_cast<const T*>(g), static_cast<const T*>(x), static_cast<const T*>(weight), mean,
         rstd, rows, cols);
   });

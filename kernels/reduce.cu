@@ -22,24 +22,14 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "block_fold.cuh"
 #include "cuda_check.cuh"
-#include "device_types.cuh"
 #include "loom/cuda/arg_extreme.hpp"
 #include "loom/cuda/device_memory.hpp"
 #include "loom/cuda/reduce.hpp"
+#include "reduce_common.cuh"
 
 namespace loom::cuda {
 namespace {
-
-using kernels::detail::block_fold;
-using kernels::detail::ExtremeFold;
-using kernels::detail::load;
-using kernels::detail::store;
-using kernels::detail::SumFold;
-
-constexpr int kColumnWidth = kReduceColumnWidth;  // outputs per column-mode block
-constexpr int kColumnLanes = kReduceColumnLanes;  // reduced-index lanes per column-mode block
 
 // The fp32 fold of each op (count_equal sums ones, sum_squares squares).
 template <ReduceOp kOp>
@@ -152,24 +142,13 @@ void launch_reduce(void* out, const T* in, const void* target, const ReduceMap& 
     LOOM_CHECK(out_blocks <= 0x7fffffff && split.chunks <= 65535, "reduce: too many outputs for one launch");
     reduce_columns_kernel<kOp, T><<<grid, dim3(kColumnWidth, kColumnLanes)>>>(out, p, in, target, map, split, scale);
   } else {
-    const dim3 grid(unsigned(map.n_out < 0x7fffffff ? map.n_out : 0x7fffffff), unsigned(split.chunks));
+    const dim3 grid(grid_one_block_each(map.n_out), unsigned(split.chunks));
     reduce_rows_kernel<kOp, T><<<grid, row_threads(split.chunk)>>>(out, p, in, target, map, split, scale);
   }
   LOOM_CUDA_CHECK_LAUNCH();
   if (p) {
     finish_kernel<kOp, T><<<grid_for(map.n_out, 256), 256>>>(out, p, map.n_out, split.chunks, scale);
     LOOM_CUDA_CHECK_LAUNCH();
-  }
-}
-
-// Calls f(T{}) with the device type of a floating-point element type the kernels support.
-template <class F>
-void with_float_type(const char* op, DType type, F&& f) {
-  switch (type) {
-    case DType::f32: return f(float{});
-    case DType::bf16: return f(__nv_bfloat16{});
-    case DType::f64: ::loom::detail::fail(op, ": float64 is not supported on CUDA");
-    default: ::loom::detail::fail(op, ": ", dtype_name(type), " is not supported on CUDA (float32 and bfloat16 are)");
   }
 }
 
@@ -300,7 +279,7 @@ void arg_extreme(DType type, bool is_max, void* values, int64_t* indices, const 
   LOOM_CHECK(map.n_red > 0, "max / min: cannot reduce over zero elements");
   with_float_type(is_max ? "max" : "min", type, [&](auto tag) {
     using T = decltype(tag);
-    const unsigned grid = unsigned(map.n_out < 0x7fffffff ? map.n_out : 0x7fffffff);
+    const unsigned grid = grid_one_block_each(map.n_out);
     const int threads = row_threads(map.n_red);
     T* v = static_cast<T*>(values);
     const T* x = static_cast<const T*>(in);

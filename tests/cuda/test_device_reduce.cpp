@@ -68,6 +68,17 @@ std::vector<double> values(const Tensor<T>& t) {
   return loom::test::to_double(t);
 }
 
+// The views of a leaf the checks run an op on: the tensor itself, or its transpose (strided input).
+constexpr auto same = [](const auto& t) { return t; };
+constexpr auto transposed = [](const auto& t) { return t.transpose(0, 1); };
+
+// check(T{}) for each device element type.
+template <class Check>
+void for_float_and_bf16(const Check& check) {
+  check(float{});
+  check(bf16{});
+}
+
 // Runs op on a CPU leaf and on a device leaf made from `x_view(base)`, compares the outputs, then
 // back-propagates the same random output gradient through both and compares the input gradients.
 template <class T, class XView, class Op>
@@ -88,7 +99,6 @@ void check_against_cpu(const Tensor<T>& base, XView&& x_view, Op&& op, loom::tes
 template <class T>
 void check_reductions() {
   const auto tol = loom::test::tol_for<T>();
-  auto same = [](const auto& t) { return t; };
   uint32_t seed = 1;
   for (int64_t n : kSizes) {
     INFO("reduced extent " << n);
@@ -108,7 +118,6 @@ void check_reductions() {
       }
       // Transposed input [n, 5] (memory [5, n]), reduced over each dim.
       const Tensor<T> base = random_tensor<T>({5, n}, seed++);
-      auto transposed = [](const auto& t) { return t.transpose(0, 1); };
       for (int64_t d : {0, 1}) {
         check_against_cpu<T>(base, transposed, [&](const auto& t) { return loom::sum(t, {d}, keepdim); }, tol, seed++);
         check_against_cpu<T>(base, transposed, [&](const auto& t) { return loom::amax(t, {d}, keepdim); }, tol,
@@ -133,7 +142,6 @@ TEST_CASE("CUDA reductions: sum, mean, amax, amin and their gradients match the 
 TEST_CASE("CUDA reductions: long reductions split into chunks (row and column mode) match the CPU",
           "[cuda][reduce]") {
   REQUIRE_GPU();
-  auto same = [](const auto& t) { return t; };
   const auto tol = loom::test::tol_for<float>();
   // Row mode, 25 chunks per output; column mode, 13 chunks; a full sum of 300k elements.
   check_against_cpu<float>(random_tensor<float>({4, 100000}, 1), same,
@@ -154,10 +162,8 @@ TEST_CASE("CUDA reductions: long reductions split into chunks (row and column mo
 TEST_CASE("CUDA max / min / argmax / argmin over a dim: values, first-occurrence indices, gradients",
           "[cuda][reduce]") {
   REQUIRE_GPU();
-  auto check = [](auto tag) {
+  for_float_and_bf16([](auto tag) {
     using T = decltype(tag);
-    auto same = [](const auto& t) { return t; };
-    auto transposed = [](const auto& t) { return t.transpose(0, 1); };
     uint32_t seed = 300;
     for (int64_t n : kSizes) {
       INFO("extent " << n);
@@ -197,18 +203,14 @@ TEST_CASE("CUDA max / min / argmax / argmin over a dim: values, first-occurrence
     const Tensor<T, CUDA> with_nan_dev = with_nan.template to_device<CUDA>();
     REQUIRE(loom::argmax(with_nan_dev, 1).to_vector() == loom::argmax(with_nan, 1).to_vector());
     REQUIRE(loom::argmin(with_nan_dev, 1).to_vector() == loom::argmin(with_nan, 1).to_vector());
-  };
-  check(float{});
-  check(bf16{});
+  });
 }
 
 TEST_CASE("CUDA var and stddev (biased and unbiased), forward and backward, match the CPU", "[cuda][reduce]") {
   REQUIRE_GPU();
-  auto check = [](auto tag) {
+  for_float_and_bf16([](auto tag) {
     using T = decltype(tag);
     const auto tol = loom::test::tol_for<T>();
-    auto same = [](const auto& t) { return t; };
-    auto transposed = [](const auto& t) { return t.transpose(0, 1); };
     uint32_t seed = 400;
     for (int64_t n : kSizes) {
       INFO("reduced extent " << n);
@@ -234,14 +236,12 @@ TEST_CASE("CUDA var and stddev (biased and unbiased), forward and backward, matc
                          [](const auto& t) { return loom::stddev(t, {1}); }, tol, 10);
     check_against_cpu<T>(Tensor<T>::full({3, 40}, T(1.5f)), same, [](const auto& t) { return loom::stddev(t, {1}); },
                          tol, 11);
-  };
-  check(float{});
-  check(bf16{});
+  });
 }
 
 TEST_CASE("CUDA sum_squares (a gradient norm's reduction) matches a double sum, float and bf16", "[cuda][reduce]") {
   REQUIRE_GPU();
-  auto check = [](auto tag) {
+  for_float_and_bf16([](auto tag) {
     using T = decltype(tag);
     for (const Shape& shape : {Shape{1}, Shape{97}, Shape{225, 7}, Shape{1025, 300}}) {
       const Tensor<T> x = random_tensor<T>(shape, uint32_t(shape.numel()), 0.f);
@@ -256,14 +256,12 @@ TEST_CASE("CUDA sum_squares (a gradient norm's reduction) matches a double sum, 
       INFO("shape " << shape);
       loom::test::require_close(got, {want}, loom::test::tol_for<float>());
     }
-  };
-  check(float{});
-  check(bf16{});
+  });
 }
 
 TEST_CASE("CUDA sum_to (the broadcast-gradient reduction) matches the CPU", "[cuda][reduce]") {
   REQUIRE_GPU();
-  auto check = [](auto tag) {
+  for_float_and_bf16([](auto tag) {
     using T = decltype(tag);
     for (int64_t n : kSizes) {
       const std::vector<std::pair<Shape, Shape>> cases = {
@@ -281,18 +279,14 @@ TEST_CASE("CUDA sum_to (the broadcast-gradient reduction) matches the CPU", "[cu
       loom::test::require_close(loom::detail::sum_to(xt.template to_device<CUDA>().transpose(0, 1), Shape{6}),
                                 values(loom::detail::sum_to(xt.transpose(0, 1), Shape{6})), loom::test::tol_for<T>());
     }
-  };
-  check(float{});
-  check(bf16{});
+  });
 }
 
 TEST_CASE("CUDA softmax and log_softmax, forward and backward, match the CPU", "[cuda][softmax]") {
   REQUIRE_GPU();
-  auto check = [](auto tag) {
+  for_float_and_bf16([](auto tag) {
     using T = decltype(tag);
     const auto tol = loom::test::tol_for<T>();
-    auto same = [](const auto& t) { return t; };
-    auto transposed = [](const auto& t) { return t.transpose(0, 1); };
     uint32_t seed = 100;
     for (int64_t n : kSizes) {
       INFO("line length " << n);
@@ -306,14 +300,12 @@ TEST_CASE("CUDA softmax and log_softmax, forward and backward, match the CPU", "
       check_against_cpu<T>(base, transposed, [](const auto& t) { return loom::softmax(t, -1); }, tol, seed++);
       check_against_cpu<T>(base, transposed, [](const auto& t) { return loom::log_softmax(t, 0); }, tol, seed++);
     }
-  };
-  check(float{});
-  check(bf16{});
+  });
 }
 
 TEST_CASE("CUDA layer_norm, forward and backward for input, weight and bias, matches the CPU", "[cuda][layer_norm]") {
   REQUIRE_GPU();
-  auto check = [](auto tag) {
+  for_float_and_bf16([](auto tag) {
     using T = decltype(tag);
     const auto tol = loom::test::tol_for<T>();
     uint32_t seed = 200;
@@ -348,9 +340,7 @@ TEST_CASE("CUDA layer_norm, forward and backward for input, weight and bias, mat
     }
     // dweight / dbias over 9000 rows, split into row chunks; sums kept away from zero (striped_tensor).
     run(striped_tensor<T>(9000, 33, seed++), false, true, 1.5f);
-  };
-  check(float{});
-  check(bf16{});
+  });
 }
 
 TEST_CASE("CUDA reductions, softmax and layer norm are bit-identical across reruns", "[cuda][reduce]") {

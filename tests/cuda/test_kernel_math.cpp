@@ -64,7 +64,7 @@ TEST_CASE("online softmax over tiles equals the direct log-sum-exp and weighted 
       for (size_t j = j0; j < end; ++j) acc += ka::accumulate_weight(row, float(scores[j] * ka::kLog2e)) * float(values[j]);
     }
     INFO("tile " << tile);
-    loom::test::require_close(std::vector<double>{ka::log_sum_exp(row), acc / row.l},
+    loom::test::require_close(std::vector<double>{ka::log_sum_exp(row), acc / row.sum},
                               {m + std::log(sum), weighted / sum}, {1e-5, 1e-5});
     // The probability recomputed from the saved lse is the softmax weight.
     const double p0 = ka::probability(float(scores[0] * ka::kLog2e), ka::log_sum_exp(row) * ka::kLog2e);

@@ -166,13 +166,14 @@ TEST_CASE("attention tiles: block ranges, key-block groups, online softmax", "[a
     const size_t b1 = std::min(scores.size(), b0 + 3);
     double block_max = -INFINITY;
     for (size_t j = b0; j < b1; ++j) block_max = std::max(block_max, scores[j]);
-    const double m = tiles::online_softmax_max(state, block_max);
+    const double rescale = tiles::rescale_for_tile(state, block_max);
+    const double m = state.max;
     double block_sum = 0, block_acc = 0;
     for (size_t j = b0; j < b1; ++j) {
       block_sum += std::exp(scores[j] - m);
       block_acc += std::exp(scores[j] - m) * values[j];
     }
-    const double rescale = tiles::online_softmax_update(state, m, block_sum);
+    tiles::accumulate_weight_sum(state, block_sum);
     acc = acc * rescale + block_acc;
   }
   double top = -INFINITY, total = 0, weighted = 0;
@@ -181,11 +182,12 @@ TEST_CASE("attention tiles: block ranges, key-block groups, online softmax", "[a
     total += std::exp(scores[j] - top);
     weighted += std::exp(scores[j] - top) * values[j];
   }
-  require_close(std::vector<double>{tiles::online_softmax_lse(state), acc / state.sum},
+  require_close(std::vector<double>{tiles::log_sum_exp(state), acc / state.sum},
                 {top + std::log(total), weighted / total}, {1e-12, 1e-12});
-  // Two all -inf maxima rescale by exactly 1 instead of exp(-inf + inf) = NaN.
+  // An empty state starting an all -inf tile rescales by exactly 0 instead of exp(-inf + inf) = NaN.
   tiles::OnlineSoftmax<float> empty;
-  REQUIRE(tiles::online_softmax_update(empty, -INFINITY, 0.f) == 1.f);
+  REQUIRE(tiles::rescale_for_tile(empty, -INFINITY) == 0.f);
+  REQUIRE(empty.sum == 0.f);
 }
 
 TEST_CASE("attention: fused matches the naive loop and the reference on odd sizes", "[attention]") {

@@ -136,7 +136,7 @@ class BigEarthNet : public Dataset {
     LOOM_CHECK(opt_.min_label_fraction >= 0 && opt_.min_label_fraction < 1, "BigEarthNet: min_label_fraction=",
                opt_.min_label_fraction, " outside [0, 1)");
     build_index();
-    if (opt_.validate) validate_all();
+    if (opt_.validate) keep_loadable(entries_);
   }
 
   int64_t size() const override { return int64_t(entries_.size()); }
@@ -340,19 +340,6 @@ class BigEarthNet : public Dataset {
         return root / "Reference_Maps" / relative / (s2 + "_reference_map.tif");
     }
     return beside;
-  }
-
-  void validate_all() {
-    std::vector<Entry> good;
-    for (int64_t i = 0; i < size(); ++i) {
-      try {
-        load(i);
-        good.push_back(entries_[size_t(i)]);
-      } catch (const Error& e) {
-        reject(e.what());
-      }
-    }
-    entries_ = std::move(good);
   }
 
   // ---- reading ---------------------------------------------------------------------------------

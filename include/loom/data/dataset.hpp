@@ -227,6 +227,22 @@ class Dataset {
     record_skip(message);
   }
 
+  // For readers with validate=1: loads every sample once and keeps the entries that load (the
+  // reader's index, one entry per sample); a bad one is rejected as above.
+  template <class Entry>
+  void keep_loadable(std::vector<Entry>& entries) const {
+    std::vector<Entry> good;
+    for (int64_t i = 0; i < int64_t(entries.size()); ++i) {
+      try {
+        load(i);
+        good.push_back(entries[size_t(i)]);
+      } catch (const Error& e) {
+        reject(e.what());
+      }
+    }
+    entries = std::move(good);
+  }
+
  private:
   bool is_bad(int64_t i) const {
     std::lock_guard lock(mutex_);

@@ -131,7 +131,7 @@ class Sen12ms : public Dataset {
       s2_file_index_.push_back(
           int(std::find(kSen12msS2FileBands.begin(), kSen12msS2FileBands.end(), band) - kSen12msS2FileBands.begin()));
     build_index();
-    if (opt_.validate) validate_all();
+    if (opt_.validate) keep_loadable(entries_);
   }
 
   int64_t size() const override { return int64_t(entries_.size()); }
@@ -232,19 +232,6 @@ class Sen12ms : public Dataset {
     if (e.s1.empty() && e.s2.empty()) return reject("SEN12MS: " + e.id + ": no s1 or s2 file");
     if (e.lc.empty()) return reject("SEN12MS: " + e.id + ": no lc file, so no labels");
     entries_.push_back(e);
-  }
-
-  void validate_all() {
-    std::vector<Entry> good;
-    for (int64_t i = 0; i < size(); ++i) {
-      try {
-        load(i);
-        good.push_back(entries_[size_t(i)]);
-      } catch (const Error& e) {
-        reject(e.what());
-      }
-    }
-    entries_ = std::move(good);
   }
 
   // Reads a file with the given band count and brings it to size x size.

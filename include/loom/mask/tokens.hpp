@@ -138,32 +138,44 @@ Tensor<T, Dev> gather_tokens(const Tensor<T, Dev>& x_in, const Tensor<int64_t, D
 }
 
 namespace detail {
-// unshuffle_tokens on CUDA tensors (checked contiguous inputs) through kernels/patch_tokens.cu.
+// unshuffle_tokens' backward: g [B, T, D] -> the gradients of the visible tokens [B, K, D] and of
+// the mask token (token_shape), the sum of the masked positions' rows in a fixed order. CUDA
+// tensors run kernels/patch_tokens.cu (fp32 sums); the CPU sums per sample in double.
 template <class T, class Dev>
-Tensor<T, Dev> unshuffle_tokens_device(const Tensor<T, Dev>& vis, const Tensor<T, Dev>& tok,
-                                       const Tensor<int64_t, Dev>& ids, const Tensor<T, Dev>& visible_in,
-                                       const Tensor<T, Dev>& mask_token_in) {
-  static_assert(loom::detail::cuda_backend_for<T>, "unshuffle_tokens on CUDA tensors needs LOOM_WITH_CUDA");
-  const int64_t B = vis.size(0), K = vis.size(1), D = vis.size(2), Tn = ids.size(1);
-  Tensor<T, Dev> out = Tensor<T, Dev>::empty({B, Tn, D});  // [B, T, D]
-  if (out.numel() > 0)
-    cuda::unshuffle_tokens_forward(dtype_traits<T>::tag, vis.data(), tok.data(), ids.data(), out.data(), B, K, Tn, D);
-  if (autograd::should_record(visible_in.impl(), mask_token_in.impl())) {
-    autograd::record("UnshuffleTokensBackward", out, {visible_in.impl(), mask_token_in.impl()},
-                     [saved_ids = autograd::SavedTensor<int64_t, Dev>(ids, "unshuffle_tokens"), K,
-                      token_shape = mask_token_in.shape()](const Tensor<T, Dev>& g_in) {
-                       const Tensor<int64_t, Dev>& ids = saved_ids.get();  // throws if changed in place
-                       const Tensor<T, Dev> g = g_in.contiguous();
-                       const int64_t B = g.size(0), Tn = g.size(1), D = g.size(2);
-                       Tensor<T, Dev> gv = Tensor<T, Dev>::zeros({B, K, D});  // [B, K, D]
-                       Tensor<float, Dev> gt = Tensor<float, Dev>::zeros({D});  // [D], summed in fp32
-                       if (g.numel() > 0)
-                         cuda::unshuffle_tokens_backward(dtype_traits<T>::tag, g.data(), ids.data(), gv.data(),
-                                                         gt.data(), B, K, Tn, D);
-                       return std::vector<Tensor<T, Dev>>{gv, gt.template to<T>().reshape(token_shape)};
-                     });
+std::vector<Tensor<T, Dev>> unshuffle_tokens_backward(const Tensor<T, Dev>& g, const Tensor<int64_t, Dev>& ids,
+                                                      int64_t K, const Shape& token_shape) {
+  const int64_t B = g.size(0), Tn = g.size(1), D = g.size(2);
+  Tensor<T, Dev> gv = Tensor<T, Dev>::zeros({B, K, D});  // [B, K, D]
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    Tensor<float, Dev> gt = Tensor<float, Dev>::zeros({D});  // [D], summed in fp32
+    if (g.numel() > 0)
+      cuda::unshuffle_tokens_backward(dtype_traits<T>::tag, g.data(), ids.data(), gv.data(), gt.data(), B, K, Tn, D);
+    return std::vector<Tensor<T, Dev>>{gv, gt.template to<T>().reshape(token_shape)};
+  } else {
+    std::vector<double> per_sample(static_cast<size_t>(B * D), 0.0);  // mask-token partial sums
+    const T* pg = g.data();
+    const int64_t* pi = ids.data();
+    T* pgv = gv.data();
+    parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b)
+        for (int64_t t = 0; t < Tn; ++t) {
+          const int64_t j = pi[b * Tn + t];
+          const T* row = pg + (b * Tn + t) * D;
+          if (j < K) {
+            add_row(pgv + (b * K + j) * D, row, D);
+          } else {
+            for (int64_t d = 0; d < D; ++d) per_sample[size_t(b * D + d)] += double(compute_t<T>(row[d]));
+          }
+        }
+    });
+    Tensor<T, Dev> gt = Tensor<T, Dev>::empty(token_shape);
+    for (int64_t d = 0; d < D; ++d) {
+      double s = 0;
+      for (int64_t b = 0; b < B; ++b) s += per_sample[size_t(b * D + d)];  // fixed order
+      gt.data()[d] = T(static_cast<compute_t<T>>(s));
+    }
+    return std::vector<Tensor<T, Dev>>{gv, gt};
   }
-  return out;
 }
 }  // namespace detail
 
@@ -182,48 +194,28 @@ Tensor<T, Dev> unshuffle_tokens(const Tensor<T, Dev>& visible_in, const Tensor<T
   detail::check_ids(ids, vis.shape(), Tn, "unshuffle_tokens", "ids_restore");
   LOOM_CHECK(Tn >= K, "unshuffle_tokens: ids_restore of shape ", ids.shape(), ": ", Tn, " tokens cannot hold the ", K,
              " visible ones of ", vis.shape());
-  if constexpr (Tensor<T, Dev>::kOnDevice) return detail::unshuffle_tokens_device(vis, tok, ids, visible_in, mask_token_in);
   Tensor<T, Dev> out = Tensor<T, Dev>::empty({B, Tn, D});  // [B, T, D]
-  const T *pv = vis.data(), *pt = tok.data();
-  const int64_t* pi = ids.data();
-  T* po = out.data();
-  parallel_for(0, B * Tn, std::max<int64_t>(1, 4096 / std::max<int64_t>(D, 1)), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t j = pi[r];
-      detail::copy_row(po + r * D, j < K ? pv + ((r / Tn) * K + j) * D : pt, D);
-    }
-  });
+  if constexpr (Tensor<T, Dev>::kOnDevice) {
+    static_assert(loom::detail::cuda_backend_for<T>, "unshuffle_tokens on CUDA tensors needs LOOM_WITH_CUDA");
+    if (out.numel() > 0)
+      cuda::unshuffle_tokens_forward(dtype_traits<T>::tag, vis.data(), tok.data(), ids.data(), out.data(), B, K, Tn, D);
+  } else {
+    const T *pv = vis.data(), *pt = tok.data();
+    const int64_t* pi = ids.data();
+    T* po = out.data();
+    parallel_for(0, B * Tn, std::max<int64_t>(1, 4096 / std::max<int64_t>(D, 1)), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t j = pi[r];
+        detail::copy_row(po + r * D, j < K ? pv + ((r / Tn) * K + j) * D : pt, D);
+      }
+    });
+  }
   if (autograd::should_record(visible_in.impl(), mask_token_in.impl())) {
     autograd::record("UnshuffleTokensBackward", out, {visible_in.impl(), mask_token_in.impl()},
                      [saved_ids = autograd::SavedTensor<int64_t, Dev>(ids, "unshuffle_tokens"), K,
                       token_shape = mask_token_in.shape()](const Tensor<T, Dev>& g_in) {
                        const Tensor<int64_t, Dev>& ids = saved_ids.get();  // throws if changed in place
-                       const Tensor<T, Dev> g = g_in.contiguous();
-                       const int64_t B = g.size(0), Tn = g.size(1), D = g.size(2);
-                       Tensor<T, Dev> gv = Tensor<T, Dev>::zeros({B, K, D});  // [B, K, D]
-                       std::vector<double> per_sample(static_cast<size_t>(B * D), 0.0);    // mask-token partial sums
-                       const T* pg = g.data();
-                       const int64_t* pi = ids.data();
-                       T* pgv = gv.data();
-                       parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-                         for (int64_t b = b0; b < b1; ++b)
-                           for (int64_t t = 0; t < Tn; ++t) {
-                             const int64_t j = pi[b * Tn + t];
-                             const T* row = pg + (b * Tn + t) * D;
-                             if (j < K) {
-                               detail::add_row(pgv + (b * K + j) * D, row, D);
-                             } else {
-                               for (int64_t d = 0; d < D; ++d) per_sample[size_t(b * D + d)] += double(compute_t<T>(row[d]));
-                             }
-                           }
-                       });
-                       Tensor<T, Dev> gt = Tensor<T, Dev>::empty(token_shape);
-                       for (int64_t d = 0; d < D; ++d) {
-                         double s = 0;
-                         for (int64_t b = 0; b < B; ++b) s += per_sample[size_t(b * D + d)];  // fixed order
-                         gt.data()[d] = T(static_cast<compute_t<T>>(s));
-                       }
-                       return std::vector<Tensor<T, Dev>>{gv, gt};
+                       return detail::unshuffle_tokens_backward(g_in.contiguous(), ids, K, token_shape);
                      });
   }
   return out;

@@ -12,8 +12,8 @@
 //              summed in group order afterwards: deterministic, no atomics, the same for any
 //              thread count).
 // Tiles are multiplied with loom::blas's packed AVX2/FMA GEMM macro-kernel (fp64: Eigen), each
-// operand packed once per task; the tile bookkeeping lives in loom/ops/attention_tiles.hpp for a
-// CUDA kernel to reuse.
+// operand packed once per task; the tile bookkeeping and the online softmax live in
+// loom/ops/attention_tiles.hpp, shared with the CUDA kernels.
 // Operands are read in place when their rows have unit inner stride (the slices of a permuted qkv
 // projection nn::Attention passes do); any other layout is copied once into a contiguous tensor.
 // Memory: O(B·H·S·D), never O(S²). bf16 runs through the float kernel. Derivation: docs/attention.md.
@@ -289,9 +289,9 @@ void forward(const Sizes& n, const HeadRows<C>& q, const HeadRows<C>& k, const H
         const int64_t bc = tiles::block_range(kb, kBlockK, n.sk).size();
         E::multiply(br, bc, n.d, scale, packed_q, packed_kt + kb * k_size, C(0), s, bc);  // S = scale·Q_i·K_jᵀ
         for (int64_t r = 0; r < br; ++r) {
-          const C new_max = tiles::online_softmax_max(state[size_t(r)], row_max(s + r * bc, bc));
-          const C block_sum = exp_shifted(s + r * bc, new_max, p + r * bc, bc);
-          const C rescale = tiles::online_softmax_update(state[size_t(r)], new_max, block_sum);
+          tiles::OnlineSoftmax<C>& row = state[size_t(r)];
+          const C rescale = tiles::rescale_for_tile(row, row_max(s + r * bc, bc));
+          tiles::accumulate_weight_sum(row, exp_shifted(s + r * bc, row.max, p + r * bc, bc));
           if (kb > 0 && rescale != C(1))  // (the first block overwrites o_i below)
             for (C* x = o_i + r * n.dv; x != o_i + (r + 1) * n.dv; ++x) *x *= rescale;
         }
@@ -301,7 +301,7 @@ void forward(const Sizes& n, const HeadRows<C>& q, const HeadRows<C>& k, const H
       for (int64_t r = 0; r < br; ++r) {
         const C inv = C(1) / state[size_t(r)].sum;
         for (C* x = o_i + r * n.dv; x != o_i + (r + 1) * n.dv; ++x) *x *= inv;
-        lse[bh * n.sq + rows.begin + r] = tiles::online_softmax_lse(state[size_t(r)]);
+        lse[bh * n.sq + rows.begin + r] = tiles::log_sum_exp(state[size_t(r)]);
       }
     }
   });

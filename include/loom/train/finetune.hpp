@@ -58,6 +58,7 @@
 #include "loom/train/label_subset.hpp"
 #include "loom/train/mae_pretrain.hpp"
 #include "loom/train/metrics_log.hpp"
+#include "loom/train/program.hpp"
 
 namespace loom::train {
 
@@ -132,6 +133,32 @@ void load_classifier(models::MultiLabelClassifier<float, Dev>& model, const std:
   load_named(model.checkpoint_state(), io::SafetensorsFile::open(file), nn::with_patch_embed_reshape(model, io::LoadOptions()));
 }
 
+// The loader of an evaluation pass: every sample once, in dataset order.
+inline data::LoaderOptions evaluation_loader_options(const FinetuneConfig& cfg) {
+  return data::LoaderOptions().batch_size(cfg.batch_size).workers(int(cfg.workers)).shuffle(false).drop_last(false);
+}
+
+// Appends a batch to `p`: the probabilities sigmoid(logits) and the 0/1 targets, [b, K] each.
+template <class Dev, class TargetDev>
+void append_predictions(Predictions& p, const Tensor<float, Dev>& logits, const Tensor<float, TargetDev>& targets) {
+  const std::vector<float> probs = sigmoid(logits).contiguous().to_vector(), y = targets.contiguous().to_vector();
+  p.probs.insert(p.probs.end(), probs.begin(), probs.end());
+  p.targets.insert(p.targets.end(), y.begin(), y.end());
+}
+
+// Appends the model's predictions for every sample of `ds` (with targets and names), in dataset
+// order. The caller chooses eval mode and turns gradients off.
+template <class Dev>
+void append_predictions(Predictions& p, models::MultiLabelClassifier<float, Dev>& model, const data::Dataset& ds,
+                        const data::LoaderOptions& options) {
+  data::DataLoader loader(ds, options);
+  loader.start_epoch(0);
+  while (std::optional<data::Batch> b = loader.next()) {
+    append_predictions(p, model.forward({b->s1.template to_device<Dev>(), b->s2.template to_device<Dev>()}), b->labels);
+    p.names.insert(p.names.end(), b->names.begin(), b->names.end());
+  }
+}
+
 struct FinetuneResult {
   int64_t steps_done = 0;
   double best_val_map_micro = -1;   // -1: no validation pass
@@ -152,13 +179,7 @@ class BasicMultilabelFinetuner {
   explicit BasicMultilabelFinetuner(FinetuneConfig cfg, std::ostream& log = std::cout, dist::Communicator* comm = nullptr)
       : cfg_(std::move(cfg)), log_(log), comm_(comm ? comm : &single_process_) {
     validate_settings(cfg_);
-    LOOM_CHECK(cfg_.device == Dev::name, "finetune_multilabel: --device ", cfg_.device, " given to the trainer for ",
-               Dev::name, " (finetune_multilabel_main picks the trainer from --device)");
-    if (const char* why = kOnDevice ? loom::detail::cuda_unavailable_reason() : nullptr)
-      loom::detail::fail("--device cuda: no usable GPU (", why, ")");
-    if (kOnDevice && comm_->size() > 1)
-      throw io::UsageError("--device: data-parallel training on GPUs (NCCL) is not wired into the trainer yet; "
-                           "run one process per GPU job or use --device cpu under mpirun");
+    check_trainer_device<Dev>("finetune_multilabel", cfg_.device, "finetune_multilabel_main", comm_->size());
     if (cfg_.evaluate) throw io::UsageError("--evaluate: use evaluate_checkpoint() (finetune_multilabel --evaluate)");
     if (cfg_.threads > 0) set_num_threads(int(cfg_.threads));
     std::filesystem::create_directories(cfg_.out);
@@ -516,12 +537,7 @@ class BasicMultilabelFinetuner {
   FeatureSet pooled_features(const data::Dataset& ds) {
     NoGradGuard no_grad;
     model_->eval();
-    data::DataLoader loader(ds, data::LoaderOptions()
-                                    .batch_size(cfg_.batch_size)
-                                    .workers(int(cfg_.workers))
-                                    .shuffle(false)
-                                    .drop_last(false)
-                                    .pinned(kOnDevice));
+    data::DataLoader loader(ds, evaluation_loader_options(cfg_).pinned(kOnDevice));
     loader.start_epoch(0);
     std::vector<FloatTensor> f, y;
     FeatureSet out;
@@ -547,28 +563,13 @@ class BasicMultilabelFinetuner {
     model_->eval();
     Predictions p;
     p.c = int64_t(class_names_.size());
-    auto add = [&](const FloatTensor& logits, const auto& labels) {
-      const std::vector<float> probs = sigmoid(logits).contiguous().to_vector(), y = labels.contiguous().to_vector();
-      p.probs.insert(p.probs.end(), probs.begin(), probs.end());
-      p.targets.insert(p.targets.end(), y.begin(), y.end());
-    };
     if (cfg_.linear_probe) {
       const FeatureSet& fs = split == Split::val ? val_features_ : test_features_;
-      add(model_->head_logits(fs.features), fs.labels);
+      append_predictions(p, model_->head_logits(fs.features), fs.labels);
       p.names = fs.names;
     } else {
       const data::Dataset& ds = split == Split::val ? *val_ : *test_;
-      data::DataLoader loader(ds, data::LoaderOptions()
-                                    .batch_size(cfg_.batch_size)
-                                    .workers(int(cfg_.workers))
-                                    .shuffle(false)
-                                    .drop_last(false)
-                                    .pinned(kOnDevice));
-      loader.start_epoch(0);
-      while (std::optional<data::Batch> b = loader.next()) {
-        add(model_->forward({b->s1.template to_device<Dev>(), b->s2.template to_device<Dev>()}), b->labels);
-        p.names.insert(p.names.end(), b->names.begin(), b->names.end());
-      }
+      append_predictions(p, *model_, ds, evaluation_loader_options(cfg_).pinned(kOnDevice));
     }
     model_->train();
     p.n = int64_t(p.names.size());
@@ -635,15 +636,7 @@ inline json::Value evaluate_checkpoint(const FinetuneConfig& cfg, std::ostream& 
   p.c = c.num_classes;
   {
     NoGradGuard no_grad;
-    data::DataLoader loader(*ds, data::LoaderOptions().batch_size(cfg.batch_size).workers(int(cfg.workers)).shuffle(false).drop_last(false));
-    loader.start_epoch(0);
-    while (std::optional<data::Batch> b = loader.next()) {
-      const std::vector<float> probs = sigmoid(model.forward({b->s1, b->s2})).contiguous().to_vector();
-      const std::vector<float> y = b->labels.contiguous().to_vector();
-      p.probs.insert(p.probs.end(), probs.begin(), probs.end());
-      p.targets.insert(p.targets.end(), y.begin(), y.end());
-      p.names.insert(p.names.end(), b->names.begin(), b->names.end());
-    }
+    append_predictions(p, model, *ds, evaluation_loader_options(cfg));
   }
   p.n = int64_t(p.names.size());
   json::Value report = evaluation_report(p, class_names, spec, cfg.batch_size);
@@ -669,38 +662,16 @@ inline int finetune_multilabel_main(int argc, const char* const* argv, std::ostr
               "epoch, the best checkpoint by validation micro mAP, and a test report. --evaluate scores a\n"
               "fine-tuned checkpoint on any data. See docs/trainers.md.");
   bind_flags(cli, cfg);
-  try {
-    std::ostringstream not_root;  // --help: printed once, by rank 0
-    if (!cli.parse(argc, argv, !comm || comm->rank() == 0 ? out : not_root)) return 0;
-    if (cli.given("image-size") && !is_synthetic_spec(cfg.data))
-      throw io::UsageError("--image-size: applies to synthetic data only (--data " + cfg.data + " has its own size)");
+  return run_program("finetune_multilabel", cli, argc, argv, out, err, comm, [&] {
+    check_image_size_flag(cli, cfg.data);
     if (cfg.evaluate) {
       if (world > 1) throw io::UsageError("--evaluate: runs in one process (not under mpirun)");
       evaluate_checkpoint(cfg, out);
       return 0;
     }
-    if (cfg.device == "cuda") {
-#if LOOM_WITH_CUDA
-      BasicMultilabelFinetuner<CUDA>(cfg, out, comm).run();
-      return 0;
-#else
-      throw io::UsageError("--device cuda: this build has no CUDA backend (configure with LOOM_CUDA=ON so that the "
-                           "trainers link loom::kernels)");
-#endif
-    }
-    MultilabelFinetuner(cfg, out, comm).run();
+    run_trainer<BasicMultilabelFinetuner>(cfg, out, comm);
     return 0;
-  } catch (const io::UsageError& e) {
-    const std::string what = e.what();
-    const std::string line = "finetune_multilabel: " + what.substr(0, what.find('\n')) + " (see --help)";
-    if (world > 1) comm->abort(line, 2);
-    err << line << std::endl;
-    return 2;
-  } catch (const std::exception& e) {
-    if (world > 1) comm->abort(std::string("finetune_multilabel: error: ") + e.what(), 1);
-    err << "finetune_multilabel: error: " << e.what() << std::endl;
-    return 1;
-  }
+  });
 }
 
 }  // namespace loom::train

@@ -97,38 +97,19 @@ inline std::vector<ConfigField> finetune_fields(FinetuneConfig& c) {
   };
 }
 
-inline void bind_flags(io::Cli& cli, FinetuneConfig& c) {
-  for (const ConfigField& f : finetune_fields(c)) {
-    std::visit(
-        [&](auto* target) {
-          using V = std::remove_pointer_t<decltype(target)>;
-          if constexpr (std::is_same_v<V, bool>) cli.toggle(f.flag, *target, f.help);
-          else cli.flag(f.flag, *target, f.help);
-        },
-        f.target);
-  }
-}
+inline void bind_flags(io::Cli& cli, FinetuneConfig& c) { bind_fields(cli, finetune_fields(c)); }
 
 inline json::Value settings_to_json(const FinetuneConfig& config) {
-  FinetuneConfig c = config;
-  json::Value out = json::Value::object();
-  for (const ConfigField& f : finetune_fields(c))
-    std::visit([&](auto* target) { out.set(config_key(f.flag), json::Value(*target)); }, f.target);
-  return out;
+  FinetuneConfig c = config;  // finetune_fields points into a mutable config
+  return fields_to_json(finetune_fields(c));
 }
 
 // The encoder shape of --model (a preset or DIMxDEPTHxHEADS); UsageError naming --model.
-inline ModelShape finetune_encoder_shape(const FinetuneConfig& c) {
-  for (const auto& p : model_presets())
-    if (c.model == p.name) return p.encoder;
-  return parse_model_shape(c.model, "model");
-}
+inline ModelShape finetune_encoder_shape(const FinetuneConfig& c) { return model_encoder_shape(c.model); }
 
 // Checks the values that need no data; throws UsageError naming the flag.
 inline void validate_settings(const FinetuneConfig& c) {
-  auto need = [](bool ok, const std::string& flag, const std::string& what) {
-    if (!ok) throw io::UsageError("--" + flag + ": " + what);
-  };
+  const auto need = need_setting;
   need(!c.out.empty(), "out", "an output directory is required");
   if (c.evaluate) {
     need(!c.checkpoint.empty(), "checkpoint", "--evaluate needs the fine-tuned classifier to score");
@@ -139,23 +120,12 @@ inline void validate_settings(const FinetuneConfig& c) {
   need(c.modalities == "s1" || c.modalities == "s2" || c.modalities == "s1s2" || c.modalities == "s1s2-half",
        "modalities", "expected s1, s2, s1s2 or s1s2-half, got '" + c.modalities + "'");
   need(c.pool == "avg" || c.pool == "cls", "pool", "expected avg or cls, got '" + c.pool + "'");
-  need(c.patch >= 1, "patch", "must be at least 1");
-  need(c.image_size >= 1, "image-size", "must be at least 1");
-  need(c.batch_size >= 1, "batch-size", "must be at least 1");
-  need(c.steps >= 0, "steps", "must not be negative");
-  need(c.epochs >= 1 || c.steps > 0, "epochs", "must be at least 1 when --steps is 0");
-  need(c.blr > 0, "blr", "must be positive");
-  need(c.min_lr >= 0, "min-lr", "must not be negative");
-  need(c.warmup >= -1, "warmup", "must be -1 (auto) or a number of steps");
-  need(c.weight_decay >= 0, "weight-decay", "must not be negative");
+  validate_size_and_schedule(c);
   need(c.layer_decay > 0 && c.layer_decay <= 1, "layer-decay", "must be in (0, 1]");
   need(c.clip >= 0, "clip", "must not be negative (0 turns clipping off)");
   need(c.drop_path >= 0 && c.drop_path < 1, "drop-path", "must be in [0, 1)");
   need(c.label_fraction > 0 && c.label_fraction <= 1, "label-fraction", "must be in (0, 1]");
-  need(c.device == "cpu" || c.device == "cuda", "device", "expected cpu or cuda, got '" + c.device + "'");
-  need(c.threads >= 0 && c.threads <= 1024, "threads", "must be in [0, 1024]");
-  need(c.workers >= 0 && c.workers <= 64, "workers", "must be in [0, 64]");
-  need(c.log_every >= 1, "log-every", "must be at least 1");
+  validate_run_control(c);
   need(c.eval_every >= 0, "eval-every", "must not be negative");
   need(c.seed >= 0, "seed", "must not be negative");
   finetune_encoder_shape(c);

@@ -123,8 +123,9 @@ inline std::vector<ConfigField> config_fields(MaePretrainConfig& c) {
   };
 }
 
-inline void bind_flags(io::Cli& cli, MaePretrainConfig& c) {
-  for (const ConfigField& f : config_fields(c)) {
+// Binds each field to its flag: a bool to a toggle, any other type to a flag taking a value.
+inline void bind_fields(io::Cli& cli, const std::vector<ConfigField>& fields) {
+  for (const ConfigField& f : fields) {
     std::visit(
         [&](auto* target) {
           using V = std::remove_pointer_t<decltype(target)>;
@@ -135,6 +136,8 @@ inline void bind_flags(io::Cli& cli, MaePretrainConfig& c) {
   }
 }
 
+inline void bind_flags(io::Cli& cli, MaePretrainConfig& c) { bind_fields(cli, config_fields(c)); }
+
 // The JSON key of a flag ("batch-size" -> "batch_size").
 inline std::string config_key(const std::string& flag) {
   std::string key = flag;
@@ -143,13 +146,18 @@ inline std::string config_key(const std::string& flag) {
   return key;
 }
 
-// Every setting as a JSON object (keys: flag names with '_').
-inline json::Value settings_to_json(const MaePretrainConfig& config) {
-  MaePretrainConfig c = config;
+// The fields' values as a JSON object (keys: flag names with '_').
+inline json::Value fields_to_json(const std::vector<ConfigField>& fields) {
   json::Value out = json::Value::object();
-  for (const ConfigField& f : config_fields(c))
+  for (const ConfigField& f : fields)
     std::visit([&](auto* target) { out.set(config_key(f.flag), json::Value(*target)); }, f.target);
   return out;
+}
+
+// Every setting as a JSON object (keys: flag names with '_').
+inline json::Value settings_to_json(const MaePretrainConfig& config) {
+  MaePretrainConfig c = config;  // config_fields points into a mutable config
+  return fields_to_json(config_fields(c));
 }
 
 // The settings stored in a JSON object (as settings_to_json writes); keys it lacks keep their
@@ -220,11 +228,14 @@ inline const std::vector<ModelPreset>& model_presets() {
   return presets;
 }
 
-inline ModelShape encoder_shape(const MaePretrainConfig& c) {
+// The encoder of --model: a preset's, or DIMxDEPTHxHEADS (UsageError naming --model).
+inline ModelShape model_encoder_shape(const std::string& model) {
   for (const auto& p : model_presets())
-    if (c.model == p.name) return p.encoder;
-  return parse_model_shape(c.model, "model");
+    if (model == p.name) return p.encoder;
+  return parse_model_shape(model, "model");
 }
+
+inline ModelShape encoder_shape(const MaePretrainConfig& c) { return model_encoder_shape(c.model); }
 
 // The preset's decoder, or a default sized for the encoder (MAE keeps it light).
 inline ModelShape decoder_shape(const MaePretrainConfig& c) {
@@ -242,28 +253,44 @@ inline std::string mask_spec(const MaePretrainConfig& c) {
   return c.tokens == "joint" ? "independent(0.75)" : mask::kDefaultMaskSpec;
 }
 
+// ---- checks of settings that need no data (UsageError naming the flag) ---------------------------
+
+inline void need_setting(bool ok, const std::string& flag, const std::string& what) {
+  if (!ok) throw io::UsageError("--" + flag + ": " + what);
+}
+
+// The image, batch and schedule settings that both trainers have (MaePretrainConfig, FinetuneConfig).
+template <class Config>
+void validate_size_and_schedule(const Config& c) {
+  need_setting(c.patch >= 1, "patch", "must be at least 1");
+  need_setting(c.image_size >= 1, "image-size", "must be at least 1");
+  need_setting(c.batch_size >= 1, "batch-size", "must be at least 1");
+  need_setting(c.steps >= 0, "steps", "must not be negative");
+  need_setting(c.epochs >= 1 || c.steps > 0, "epochs", "must be at least 1 when --steps is 0");
+  need_setting(c.blr > 0, "blr", "must be positive");
+  need_setting(c.min_lr >= 0, "min-lr", "must not be negative");
+  need_setting(c.warmup >= -1, "warmup", "must be -1 (auto) or a number of steps");
+  need_setting(c.weight_decay >= 0, "weight-decay", "must not be negative");
+}
+
+// The run-control settings that both trainers have.
+template <class Config>
+void validate_run_control(const Config& c) {
+  need_setting(c.device == "cpu" || c.device == "cuda", "device", "expected cpu or cuda, got '" + c.device + "'");
+  need_setting(c.threads >= 0 && c.threads <= 1024, "threads", "must be in [0, 1024]");
+  need_setting(c.workers >= 0 && c.workers <= 64, "workers", "must be in [0, 64]");
+  need_setting(c.log_every >= 1, "log-every", "must be at least 1");
+}
+
 // Checks the values that need no data; throws UsageError naming the flag.
 inline void validate_settings(const MaePretrainConfig& c) {
-  auto need = [](bool ok, const std::string& flag, const std::string& what) {
-    if (!ok) throw io::UsageError("--" + flag + ": " + what);
-  };
+  const auto need = need_setting;
   need(!c.out.empty(), "out", "an output directory is required");
   need(c.tokens == "group" || c.tokens == "joint", "tokens", "expected group or joint, got '" + c.tokens + "'");
-  need(c.patch >= 1, "patch", "must be at least 1");
-  need(c.image_size >= 1, "image-size", "must be at least 1");
-  need(c.batch_size >= 1, "batch-size", "must be at least 1");
-  need(c.steps >= 0, "steps", "must not be negative");
-  need(c.epochs >= 1 || c.steps > 0, "epochs", "must be at least 1 when --steps is 0");
-  need(c.blr > 0, "blr", "must be positive");
-  need(c.min_lr >= 0, "min-lr", "must not be negative");
-  need(c.warmup >= -1, "warmup", "must be -1 (auto) or a number of steps");
-  need(c.weight_decay >= 0, "weight-decay", "must not be negative");
+  validate_size_and_schedule(c);
   need(c.clip >= 0, "clip", "must not be negative (0 turns clipping off)");
   need(c.drop_path >= 0 && c.drop_path < 1, "drop-path", "must be in [0, 1)");
-  need(c.device == "cpu" || c.device == "cuda", "device", "expected cpu or cuda, got '" + c.device + "'");
-  need(c.threads >= 0 && c.threads <= 1024, "threads", "must be in [0, 1024]");
-  need(c.workers >= 0 && c.workers <= 64, "workers", "must be in [0, 64]");
-  need(c.log_every >= 1, "log-every", "must be at least 1");
+  validate_run_control(c);
   need(c.ckpt_every >= 0, "ckpt-every", "must not be negative");
   need(c.image_every >= 0, "image-every", "must not be negative");
   need(c.recon_samples >= 0 && c.recon_samples <= 64, "recon-samples", "must be in [0, 64]");

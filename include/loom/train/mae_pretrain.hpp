@@ -61,6 +61,7 @@
 #include "loom/train/loss_curve.hpp"
 #include "loom/train/mae_config.hpp"
 #include "loom/train/metrics_log.hpp"
+#include "loom/train/program.hpp"
 #include "loom/train/recon_grid.hpp"
 
 namespace loom::train {
@@ -74,11 +75,15 @@ struct RunResult {
   std::string message;      // for non_finite: what happened
 };
 
+// Whether a dataset spec names synthetic data ("synthetic", "synthetic:...", "synthetic?...").
+inline bool is_synthetic_spec(const std::string& spec) {
+  return spec == "synthetic" || spec.rfind("synthetic:", 0) == 0 || spec.rfind("synthetic?", 0) == 0;
+}
+
 // The synthetic spec with --image-size filled in ("synthetic" -> "synthetic:size=64"), other
 // specs unchanged.
 inline std::string dataset_spec_with_size(const std::string& spec, int64_t size) {
-  const bool synthetic = spec == "synthetic" || spec.rfind("synthetic:", 0) == 0 || spec.rfind("synthetic?", 0) == 0;
-  if (!synthetic || spec.find("size=") != std::string::npos) return spec;
+  if (!is_synthetic_spec(spec) || spec.find("size=") != std::string::npos) return spec;
   const std::string item = "size=" + std::to_string(size);
   if (spec == "synthetic") return "synthetic:" + item;
   if (spec.rfind("synthetic?", 0) == 0) return spec + "&" + item;
@@ -110,13 +115,7 @@ class BasicMaePretrainer {
   explicit BasicMaePretrainer(MaePretrainConfig cfg, std::ostream& log = std::cout, dist::Communicator* comm = nullptr)
       : cfg_(std::move(cfg)), log_(log), comm_(comm ? comm : &single_process_) {
     validate_settings(cfg_);
-    LOOM_CHECK(cfg_.device == Dev::name, "mae_pretrain: --device ", cfg_.device, " given to the trainer for ", Dev::name,
-               " (run_mae_pretrain picks the trainer from --device)");
-    if (const char* why = kOnDevice ? loom::detail::cuda_unavailable_reason() : nullptr)
-      loom::detail::fail("--device cuda: no usable GPU (", why, ")");
-    if (kOnDevice && world() > 1)
-      throw io::UsageError("--device: data-parallel training on GPUs (NCCL) is not wired into the trainer yet; "
-                           "run one process per GPU job or use --device cpu under mpirun");
+    check_trainer_device<Dev>("mae_pretrain", cfg_.device, "run_mae_pretrain", world());
     if (cfg_.threads > 0) set_num_threads(int(cfg_.threads));
     std::filesystem::create_directories(cfg_.out);
     open_data();
@@ -592,21 +591,15 @@ using MaePretrainer = BasicMaePretrainer<CPU>;
 // Builds the trainer for cfg.device and runs it.
 inline RunResult run_mae_pretrain(const MaePretrainConfig& cfg, std::ostream& log = std::cout,
                                   dist::Communicator* comm = nullptr) {
-  if (cfg.device == "cuda") {
-#if LOOM_WITH_CUDA
-    return BasicMaePretrainer<CUDA>(cfg, log, comm).run();
-#else
-    throw io::UsageError("--device cuda: this build has no CUDA backend (configure with LOOM_CUDA=ON so that the "
-                         "trainers link loom::kernels)");
-#endif
-  }
-  return MaePretrainer(cfg, log, comm).run();
+  return run_trainer<BasicMaePretrainer>(cfg, log, comm);
 }
 
 // ---- the command line ------------------------------------------------------------------------------
 
-inline bool is_synthetic_spec(const std::string& spec) {
-  return spec == "synthetic" || spec.rfind("synthetic:", 0) == 0 || spec.rfind("synthetic?", 0) == 0;
+// --image-size sizes synthetic data only: a UsageError when the command line gives it with other data.
+inline void check_image_size_flag(const io::Cli& cli, const std::string& data) {
+  if (cli.given("image-size") && !is_synthetic_spec(data))
+    throw io::UsageError("--image-size: applies to synthetic data only (--data " + data + " has its own size)");
 }
 
 // The settings of a resumed run: those stored in <out>/checkpoint.json, combined with the current
@@ -673,12 +666,9 @@ inline int mae_pretrain_main(int argc, const char* const* argv, std::ostream& ou
               "Writes config.json, metrics.jsonl, checkpoint.{safetensors,json}, encoder.safetensors,\n"
               "recon_<step>.png and loss_curve.png into --out. See docs/trainers.md.");
   bind_flags(cli, cfg);
-  try {
-    std::ostringstream not_root;  // --help: printed once, by rank 0
-    if (!cli.parse(argc, argv, root ? out : not_root)) return 0;
+  return run_program("mae_pretrain", cli, argc, argv, out, err, comm, [&] {
     if (cfg.resume) cfg = resume_settings(cfg, cli, world);
-    if (cli.given("image-size") && !is_synthetic_spec(cfg.data))
-      throw io::UsageError("--image-size: applies to synthetic data only (--data " + cfg.data + " has its own size)");
+    check_image_size_flag(cli, cfg.data);
     const RunResult r = run_mae_pretrain(cfg, out, comm);
     if (r.status == RunStatus::non_finite) {  // decided on reduced values: every rank stops here
       if (root) err << "mae_pretrain: " << r.message << std::endl;
@@ -686,17 +676,7 @@ inline int mae_pretrain_main(int argc, const char* const* argv, std::ostream& ou
     }
     if (world > 1) comm->barrier();  // rank 0's last files are written before anyone reports success
     return 0;
-  } catch (const io::UsageError& e) {
-    const std::string what = e.what();
-    const std::string line = "mae_pretrain: " + what.substr(0, what.find('\n')) + " (see --help)";
-    if (world > 1) comm->abort(line, 2);
-    err << line << std::endl;
-    return 2;
-  } catch (const std::exception& e) {
-    if (world > 1) comm->abort(std::string("mae_pretrain: error: ") + e.what(), 1);
-    err << "mae_pretrain: error: " << e.what() << std::endl;
-    return 1;
-  }
+  });
 }
 
 }  // namespace loom::train
