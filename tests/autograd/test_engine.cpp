@@ -108,7 +108,7 @@ TEST_CASE("the graph is freed by backward unless retained", "[autograd]") {
   REQUIRE_THROWS_WITH(loss.backward(), Catch::Contains("already freed") && Catch::Contains("retain_graph"));
 }
 
-TEST_CASE("no-grad and inference mode record nothing; detach cuts the graph", "[autograd]") {
+TEST_CASE("no-grad and inference mode record nothing, detach cuts the graph", "[autograd]") {
   auto x = Tensor<float>::ones({4}).requires_grad_();
   {
     loom::NoGradGuard guard;

@@ -126,7 +126,7 @@ TEST_CASE("the allocator cache reuses blocks: a steady-state loop stops calling 
   CHECK(loom::memory_stats().system_allocations == later.system_allocations + 3);
 }
 
-TEST_CASE("cached blocks are not counted as current bytes; caching can be switched off", "[memory]") {
+TEST_CASE("cached blocks are not counted as current bytes, caching can be switched off", "[memory]") {
   if (cache_disabled_by_environment()) LOOM_SKIP("LOOM_NO_ALLOC_CACHE disables the cache");
   auto& allocator = loom::detail::CpuAllocator::instance();
   loom::empty_cache();
@@ -248,7 +248,7 @@ TEST_CASE("an exception thrown inside parallel_for reaches the caller as loom::E
   REQUIRE_THROWS_AS(loom::parallel_tasks(5, [](int64_t i) { LOOM_CHECK(i != 3, "task 3"); }), loom::Error);
 }
 
-TEST_CASE("parallel_tasks runs each task once; other threads run inline while the pool is busy", "[parallel]") {
+TEST_CASE("parallel_tasks runs each task once, other threads run inline while the pool is busy", "[parallel]") {
   ThreadCountRestorer restore;
   loom::set_num_threads(2);
   for (int64_t n : {0, 1, 7, 97}) {

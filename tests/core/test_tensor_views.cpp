@@ -367,7 +367,7 @@ TEST_CASE("unsqueeze, squeeze and flatten", "[views]") {
 
 // ---- views of views, shared storage, copies ----------------------------------------------------------
 
-TEST_CASE("views of views address the right elements; writes through views reach the base", "[views]") {
+TEST_CASE("views of views address the right elements, writes through views reach the base", "[views]") {
   Tensor<double> base = iota({4, 6, 5});
   // [4, 6, 5] -> permute [5, 4, 6] -> slice dim 2 step 2 [5, 4, 3] -> select row 1 [4, 3] -> transpose [3, 4]
   const Tensor<double> v = base.permute({2, 0, 1}).slice(2, 1, 6, 2).select(0, 1).transpose(0, 1);
@@ -448,7 +448,7 @@ TEST_CASE("to<U>() converts element types", "[views][dtype]") {
   CHECK(tf.is_contiguous());
 }
 
-TEST_CASE("copy_ broadcasts and converts; mismatched shapes name both", "[views][errors]") {
+TEST_CASE("copy_ broadcasts and converts, mismatched shapes name both", "[views][errors]") {
   Tensor<float> dst = Tensor<float>::zeros({2, 3});
   dst.copy_(Tensor<double>::from_vector({3}, {1, 2, 3}));
   CHECK(dst.to_vector() == std::vector<float>{1, 2, 3, 1, 2, 3});

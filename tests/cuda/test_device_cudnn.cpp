@@ -32,6 +32,7 @@ using loom::CPU;
 using loom::CUDA;
 using loom::Shape;
 using loom::Tensor;
+using loom::test::to_double;
 
 #define REQUIRE_CUDNN()                                                  \
   do {                                                                   \
@@ -40,14 +41,7 @@ using loom::Tensor;
 
 namespace {
 
-template <class T, class Dev>
-std::vector<double> values(const Tensor<T, Dev>& t) {
-  std::vector<double> out;
-  for (const T& v : t.contiguous().to_vector()) out.push_back(double(v));
-  return out;
-}
-
-Tensor<float> random_tensor(const Shape& shape, uint64_t seed) {
+Tensor<float> normal_tensor(const Shape& shape, uint64_t seed) {
   loom::Generator gen(seed);
   return loom::randn<float>(shape, gen);
 }
@@ -113,19 +107,19 @@ TEST_CASE("cudnn layout: packed strides and the transposed K view address the sa
 TEST_CASE("conv_patch_embed on the CPU matches a direct convolution", "[cudnn][cpu]") {
   for (auto [B, C, HW, p, D] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{1, 2, 24, 4, 7},
                                 {3, 12, 40, 8, 5}}) {
-    const Tensor<float> x = random_tensor({B, C, HW, HW}, 1), w4 = random_tensor({D, C, p, p}, 2),
-                        b = random_tensor({D}, 3);
+    const Tensor<float> x = normal_tensor({B, C, HW, HW}, 1), w4 = normal_tensor({D, C, p, p}, 2),
+                        b = normal_tensor({D}, 3);
     const auto exact = direct_conv(x, w4, b, p);
     loom::test::require_close(loom::conv_patch_embed(x, w4.reshape({D, C * p * p}), b, p), exact, {1e-4, 1e-4});
     loom::test::require_close(loom::conv_patch_embed(x, w4, b, p), exact, {1e-4, 1e-4});  // [D, C, p, p] weight
     // nn::PatchEmbed's conv switch gives the same as its default path
     loom::nn::PatchEmbed<float> pe(p, C, D);
-    const auto plain = values(pe.forward(x));
+    const auto plain = to_double(pe.forward(x));
     pe.use_conv = true;
     loom::test::require_close(pe.forward(x), plain, {0, 0});
   }
-  REQUIRE_THROWS_AS(loom::conv_patch_embed(random_tensor({1, 2, 8, 8}, 1), random_tensor({3, 32}, 2),
-                                           random_tensor({4}, 3), 4),
+  REQUIRE_THROWS_AS(loom::conv_patch_embed(normal_tensor({1, 2, 8, 8}, 1), normal_tensor({3, 32}, 2),
+                                           normal_tensor({4}, 3), 4),
                     loom::Error);  // bias [4] for D = 3
 }
 
@@ -160,8 +154,8 @@ TEST_CASE("conv_patch_embed on CUDA (cuDNN): forward and gradients vs the CPU co
                                 {1, 12, 24, 8, 33}}) {
     INFO("B " << B << " C " << C << " H=W " << HW << " p " << p << " D " << D);
     const int64_t L = (HW / p) * (HW / p);
-    const Tensor<float> x = random_tensor({B, C, HW, HW}, 11), w = random_tensor({D, C * p * p}, 12),
-                        b = random_tensor({D}, 13), g = random_tensor({B, L, D}, 14);
+    const Tensor<float> x = normal_tensor({B, C, HW, HW}, 11), w = normal_tensor({D, C * p * p}, 12),
+                        b = normal_tensor({D}, 13), g = normal_tensor({B, L, D}, 14);
     // exact (double) and the rounding bound's |.| computation, through the CPU composite
     const auto run_double = [&](bool absolute) {
       const auto cvt = [&](const Tensor<float>& t) {
@@ -171,7 +165,7 @@ TEST_CASE("conv_patch_embed on CUDA (cuDNN): forward and gradients vs the CPU co
       const Tensor<double> xd = cvt(x), wd = cvt(w), bd = cvt(b);
       const Tensor<double> y = loom::conv_patch_embed(xd, wd, bd, p);
       y.backward(absolute ? loom::abs(g.to<double>()) : g.to<double>());
-      return std::vector<std::vector<double>>{values(y), values(xd.grad()), values(wd.grad()), values(bd.grad())};
+      return std::vector<std::vector<double>>{to_double(y), to_double(xd.grad()), to_double(wd.grad()), to_double(bd.grad())};
     };
     const auto exact = run_double(false), bound = run_double(true);
 
@@ -181,7 +175,7 @@ TEST_CASE("conv_patch_embed on CUDA (cuDNN): forward and gradients vs the CPU co
     const Tensor<float, CUDA> y = loom::conv_patch_embed(xc, wc, bc, p);
     REQUIRE(y.shape() == Shape{B, L, D});
     y.backward(g.to_device<CUDA>());
-    const std::vector<std::vector<double>> ours{values(y), values(xc.grad()), values(wc.grad()), values(bc.grad())};
+    const std::vector<std::vector<double>> ours{to_double(y), to_double(xc.grad()), to_double(wc.grad()), to_double(bc.grad())};
     const int64_t lengths[] = {C * p * p + 1, D, B * L, B * L};  // summation length of y, dx, dw, db
     const char* names[] = {"y", "dx", "dw", "db"};
     for (int k = 0; k < 4; ++k) {
@@ -204,9 +198,9 @@ TEST_CASE("conv_patch_embed on CUDA (cuDNN): bf16 gradients within fp32 accumula
     INFO("B " << B << " C " << C << " H=W " << HW << " p " << p << " D " << D);
     const int64_t L = (HW / p) * (HW / p);
     const auto bf16_exact = [](const Tensor<float>& t) { return t.to<bf16>().to<float>(); };
-    const Tensor<float> x = bf16_exact(random_tensor({B, C, HW, HW}, 41)),
-                        w = bf16_exact(random_tensor({D, C * p * p}, 42)), b = bf16_exact(random_tensor({D}, 43)),
-                        g = bf16_exact(random_tensor({B, L, D}, 44));
+    const Tensor<float> x = bf16_exact(normal_tensor({B, C, HW, HW}, 41)),
+                        w = bf16_exact(normal_tensor({D, C * p * p}, 42)), b = bf16_exact(normal_tensor({D}, 43)),
+                        g = bf16_exact(normal_tensor({B, L, D}, 44));
     const auto run_double = [&](bool absolute) {
       const auto cvt = [&](const Tensor<float>& t) {
         Tensor<double> d = t.to<double>();
@@ -214,13 +208,13 @@ TEST_CASE("conv_patch_embed on CUDA (cuDNN): bf16 gradients within fp32 accumula
       };
       const Tensor<double> xd = cvt(x), wd = cvt(w), bd = cvt(b);
       loom::conv_patch_embed(xd, wd, bd, p).backward(absolute ? loom::abs(g.to<double>()) : g.to<double>());
-      return std::vector<std::vector<double>>{values(xd.grad()), values(wd.grad()), values(bd.grad())};
+      return std::vector<std::vector<double>>{to_double(xd.grad()), to_double(wd.grad()), to_double(bd.grad())};
     };
     const auto exact = run_double(false), bound = run_double(true);
     const auto leaf = [](const Tensor<float>& t) { return t.to<bf16>().to_device<CUDA>().detach().requires_grad_(); };
     const Tensor<bf16, CUDA> xc = leaf(x), wc = leaf(w), bc = leaf(b);
     loom::conv_patch_embed(xc, wc, bc, p).backward(g.to<bf16>().to_device<CUDA>());
-    const std::vector<std::vector<double>> ours{values(xc.grad()), values(wc.grad()), values(bc.grad())};
+    const std::vector<std::vector<double>> ours{to_double(xc.grad()), to_double(wc.grad()), to_double(bc.grad())};
     const int64_t lengths[] = {D, B * L, B * L};
     const char* names[] = {"dx", "dw", "db"};
     for (int k = 0; k < 3; ++k) {
@@ -235,28 +229,28 @@ TEST_CASE("conv_patch_embed on CUDA (cuDNN): bf16 gradients within fp32 accumula
   }
 }
 
-TEST_CASE("nn::PatchEmbed use_conv on CUDA matches its default path; bf16 forward", "[cudnn][gpu]") {
+TEST_CASE("nn::PatchEmbed use_conv on CUDA matches its default path, bf16 forward", "[cudnn][gpu]") {
   REQUIRE_CUDNN();
   const int64_t B = 3, C = 2, HW = 24, p = 4, D = 16;
   loom::nn::PatchEmbed<float, CUDA> pe(p, C, D);
-  const Tensor<float, CUDA> x = random_tensor({B, C, HW, HW}, 21).to_device<CUDA>();
-  const auto plain = values(pe.forward(x));
+  const Tensor<float, CUDA> x = normal_tensor({B, C, HW, HW}, 21).to_device<CUDA>();
+  const auto plain = to_double(pe.forward(x));
   pe.use_conv = true;
-  const auto conv = values(pe.forward(x));
+  const auto conv = to_double(pe.forward(x));
   loom::test::require_close(conv, plain, {1e-5, 1e-5});
 
   // bf16: inputs exact in bf16. The convolution accumulates in fp32 (error e <= (n + 2)·2^-24·conv of
   // |.|), rounds c' to bf16 (2^-9·|c'|), the bias add rounds again (2^-9·|sum|): the bound below.
-  const Tensor<float> xb = random_tensor({B, C, HW, HW}, 22).to<bf16>().to<float>(),
-                      wb = random_tensor({D, C * p * p}, 23).to<bf16>().to<float>(),
-                      bb = random_tensor({D}, 24).to<bf16>().to<float>();
+  const Tensor<float> xb = normal_tensor({B, C, HW, HW}, 22).to<bf16>().to<float>(),
+                      wb = normal_tensor({D, C * p * p}, 23).to<bf16>().to<float>(),
+                      bb = normal_tensor({D}, 24).to<bf16>().to<float>();
   const Tensor<double> xd = xb.to<double>(), wd = wb.to<double>(), bd = bb.to<double>();
-  const auto exact = values(loom::conv_patch_embed(xd, wd, bd, p));
-  const auto conv_only = values(loom::conv_patch_embed(xd, wd, Tensor<double>(), p));
-  const auto conv_abs = values(loom::conv_patch_embed(loom::abs(xd), loom::abs(wd), Tensor<double>(), p));
+  const auto exact = to_double(loom::conv_patch_embed(xd, wd, bd, p));
+  const auto conv_only = to_double(loom::conv_patch_embed(xd, wd, Tensor<double>(), p));
+  const auto conv_abs = to_double(loom::conv_patch_embed(loom::abs(xd), loom::abs(wd), Tensor<double>(), p));
   const Tensor<bf16, CUDA> y = loom::conv_patch_embed(xb.to<bf16>().to_device<CUDA>(), wb.to<bf16>().to_device<CUDA>(),
                                                       bb.to<bf16>().to_device<CUDA>(), p);
-  const auto ours = values(y);
+  const auto ours = to_double(y);
   constexpr double r = 1.0 / 512;  // bf16 rounding, relative
   double worst = 0;
   for (size_t i = 0; i < exact.size(); ++i) {
@@ -357,7 +351,7 @@ TEST_CASE("scaled_dot_product_attention with the cuDNN backend: output and gradi
     auto tq = device(q).detach().requires_grad_(), tk = device(k).detach().requires_grad_(),
          tv = device(v).detach().requires_grad_();
     const Tensor<bf16, CUDA> o = loom::scaled_dot_product_attention(tq, tk, tv, scale);
-    REQUIRE(loom::test::relative_max_error(values(o), exact.o) <= 2 * loom::test::relative_max_error(naive.o, exact.o));
+    REQUIRE(loom::test::relative_max_error(to_double(o), exact.o) <= 2 * loom::test::relative_max_error(naive.o, exact.o));
     try {
       o.backward(device(d_o));
     } catch (const loom::Error& e) {  // a capability of this GPU / cuDNN, not a wrong result
@@ -368,7 +362,7 @@ TEST_CASE("scaled_dot_product_attention with the cuDNN backend: output and gradi
         {tq.grad(), &exact.dq}, {tk.grad(), &exact.dk}, {tv.grad(), &exact.dv}};
     const std::vector<double>* naive_grads[] = {&naive.dq, &naive.dk, &naive.dv};
     for (int i = 0; i < 3; ++i)
-      REQUIRE(loom::test::relative_max_error(values(grads[i].first), *grads[i].second) <=
+      REQUIRE(loom::test::relative_max_error(to_double(grads[i].first), *grads[i].second) <=
               2 * loom::test::relative_max_error(*naive_grads[i], *grads[i].second));
   }
 }

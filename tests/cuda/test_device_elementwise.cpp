@@ -384,7 +384,7 @@ TEST_CASE("CUDA elementwise: in-place add_ and mul_ match the CPU", "[cuda][elem
   check_inplace<bf16>();
 }
 
-TEST_CASE("CUDA elementwise: a large tensor takes the grid-stride loop; float64 is refused", "[cuda][elementwise]") {
+TEST_CASE("CUDA elementwise: a large tensor takes the grid-stride loop, float64 is refused", "[cuda][elementwise]") {
   REQUIRE_GPU();
   // More elements than one launch's grid (65536 blocks x 256 threads), flat and strided.
   const Tensor<float> big = uniform_values<float>({4100, 4100}, -2, 2, 31);  // 16.8M elements

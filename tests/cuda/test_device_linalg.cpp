@@ -32,22 +32,16 @@ using loom::CPU;
 using loom::CUDA;
 using loom::Shape;
 using loom::Tensor;
+using loom::test::to_double;
 
 namespace {
 
 constexpr double kFp32Unit = 1.0 / (1 << 24);
 
 // Normal values, rounded to bf16 so that float and bf16 runs see the same inputs.
-Tensor<float> random_tensor(const Shape& shape, uint64_t seed) {
+Tensor<float> bf16_exact_normal(const Shape& shape, uint64_t seed) {
   loom::Generator gen(seed);
   return loom::randn<float>(shape, gen).to<bf16>().to<float>();
-}
-
-template <class T, class Dev>
-std::vector<double> values(const Tensor<T, Dev>& t) {
-  std::vector<double> out;
-  for (const T& v : t.contiguous().to_vector()) out.push_back(double(v));
-  return out;
 }
 
 // |ours - exact| <= rel * bound elementwise (bound = the |A|·|B| computation); a failure names the
@@ -100,18 +94,18 @@ auto product(bool use_bmm, const A& a, const B& b) {
 // fp32 bound; `n` is the longest sum any of them involves.
 void check_float_product(const Product& p, int64_t n, uint64_t seed) {
   INFO(p.name);
-  const Tensor<float> a0 = random_tensor(p.a_base, seed), b0 = random_tensor(p.b_base, seed + 1);
+  const Tensor<float> a0 = bf16_exact_normal(p.a_base, seed), b0 = bf16_exact_normal(p.b_base, seed + 1);
   auto [a_cpu, b_cpu] = p.make_cpu(a0, b0);
   // Exact: double on the CPU; bound: the same on absolute values.
   auto run_cpu = [&](const Tensor<double>& a, const Tensor<double>& b, const Tensor<double>& dy) {
     const Tensor<double> la = a.detach().requires_grad_(), lb = b.detach().requires_grad_();
     const Tensor<double> y = product(p.bmm, la, lb);
     y.backward(dy);
-    return std::vector<std::vector<double>>{values(y), values(la.grad()), values(lb.grad())};
+    return std::vector<std::vector<double>>{to_double(y), to_double(la.grad()), to_double(lb.grad())};
   };
   const Tensor<double> ad = a_cpu.to<double>(), bd = b_cpu.to<double>();
   const Shape y_shape = product(p.bmm, ad, bd).shape();
-  const Tensor<double> dy = random_tensor(y_shape, seed + 2).to<double>();
+  const Tensor<double> dy = bf16_exact_normal(y_shape, seed + 2).to<double>();
   const auto exact = run_cpu(ad, bd, dy);
   const auto bound = run_cpu(loom::abs(ad), loom::abs(bd), loom::abs(dy));
 
@@ -125,10 +119,10 @@ void check_float_product(const Product& p, int64_t n, uint64_t seed) {
   const Tensor<float, CUDA> y = product(p.bmm, la, lb);
   REQUIRE(y.shape() == y_shape);
   const double rel = double(n + 2) * kFp32Unit * 1.01;
-  require_within(values(y), exact[0], bound[0], rel);
+  require_within(to_double(y), exact[0], bound[0], rel);
   y.backward(dy.to<float>().to_device<CUDA>());
-  require_within(values(la.grad()), exact[1], bound[1], rel);
-  require_within(values(lb.grad()), exact[2], bound[2], rel);
+  require_within(to_double(la.grad()), exact[1], bound[1], rel);
+  require_within(to_double(lb.grad()), exact[2], bound[2], rel);
 }
 
 }  // namespace
@@ -188,20 +182,20 @@ TEST_CASE("CUDA matmul / bmm (fp32): odd sizes, transposed, padded, stepped and 
                       97, 9);
 }
 
-TEST_CASE("CUDA matmul: TF32 is opt-in; fp32 stays within the fp32 bound, TF32 within its own", "[cuda][linalg]") {
+TEST_CASE("CUDA matmul: TF32 is opt-in, fp32 stays within the fp32 bound, TF32 within its own", "[cuda][linalg]") {
   REQUIRE_GPU();
   const int64_t n = 225;
   const Tensor<float> a = loom::randn<float>({n, n}), b = loom::randn<float>({n, n});
   const Tensor<double> ad = a.to<double>(), bd = b.to<double>();
-  const std::vector<double> exact = values(loom::matmul(ad, bd));
-  const std::vector<double> bound = values(loom::matmul(loom::abs(ad), loom::abs(bd)));
+  const std::vector<double> exact = to_double(loom::matmul(ad, bd));
+  const std::vector<double> bound = to_double(loom::matmul(loom::abs(ad), loom::abs(bd)));
   const Tensor<float, CUDA> a_dev = a.to_device<CUDA>(), b_dev = b.to_device<CUDA>();
   REQUIRE_FALSE(loom::cuda::allow_tf32());  // the default
-  const std::vector<double> fp32 = values(loom::matmul(a_dev, b_dev));
+  const std::vector<double> fp32 = to_double(loom::matmul(a_dev, b_dev));
   loom::cuda::set_allow_tf32(true);
-  const std::vector<double> tf32 = values(loom::matmul(a_dev, b_dev));
+  const std::vector<double> tf32 = to_double(loom::matmul(a_dev, b_dev));
   loom::cuda::set_allow_tf32(false);
-  const std::vector<double> fp32_again = values(loom::matmul(a_dev, b_dev));
+  const std::vector<double> fp32_again = to_double(loom::matmul(a_dev, b_dev));
   require_within(fp32, exact, bound, double(n + 2) * kFp32Unit * 1.01);
   require_within(fp32_again, exact, bound, double(n + 2) * kFp32Unit * 1.01);
   require_within(tf32, exact, bound, 2.0 / 2048 + double(n + 2) * kFp32Unit);
@@ -218,9 +212,9 @@ TEST_CASE("CUDA matmul / bmm / linear (bf16): fp32 accumulation, one rounding, a
   for (const auto& s : sizes) {
     const int64_t M = s[0], K = s[1], N = s[2];
     INFO("M " << M << " K " << K << " N " << N);
-    const Tensor<bf16> a = random_tensor({3, M, K}, ++seed).to<bf16>(), b = random_tensor({K, N}, ++seed).to<bf16>();
-    const Tensor<bf16> bt = random_tensor({3, N, K}, ++seed).to<bf16>();
-    const Tensor<bf16> dy = random_tensor({3, M, N}, ++seed).to<bf16>();
+    const Tensor<bf16> a = bf16_exact_normal({3, M, K}, ++seed).to<bf16>(), b = bf16_exact_normal({K, N}, ++seed).to<bf16>();
+    const Tensor<bf16> bt = bf16_exact_normal({3, N, K}, ++seed).to<bf16>();
+    const Tensor<bf16> dy = bf16_exact_normal({3, M, N}, ++seed).to<bf16>();
     // matmul with a shared right operand, forward and both gradients (each a single GEMM).
     {
       const Tensor<bf16> la = a.detach().requires_grad_(), lb = b.detach().requires_grad_();
@@ -230,19 +224,19 @@ TEST_CASE("CUDA matmul / bmm / linear (bf16): fp32 accumulation, one rounding, a
                                db = b.to_device<CUDA>().detach().requires_grad_();
       const Tensor<bf16, CUDA> yd = loom::matmul(da, db);
       yd.backward(dy.to_device<CUDA>());
-      loom::test::require_close(values(yd), values(y), tol);
-      loom::test::require_close(values(da.grad()), values(la.grad()), tol);
-      loom::test::require_close(values(db.grad()), values(lb.grad()), tol);
+      loom::test::require_close(to_double(yd), to_double(y), tol);
+      loom::test::require_close(to_double(da.grad()), to_double(la.grad()), tol);
+      loom::test::require_close(to_double(db.grad()), to_double(lb.grad()), tol);
     }
     // bmm with a transposed right operand.
     {
       const Tensor<bf16> y = loom::bmm(a, bt.transpose(1, 2));
       const Tensor<bf16, CUDA> yd = loom::bmm(a.to_device<CUDA>(), bt.to_device<CUDA>().transpose(1, 2));
-      loom::test::require_close(values(yd), values(y), tol);
+      loom::test::require_close(to_double(yd), to_double(y), tol);
     }
     // linear with bias: weight [N, K], x [3, M, K].
     {
-      const Tensor<bf16> w = random_tensor({N, K}, ++seed).to<bf16>(), bias = random_tensor({N}, ++seed).to<bf16>();
+      const Tensor<bf16> w = bf16_exact_normal({N, K}, ++seed).to<bf16>(), bias = bf16_exact_normal({N}, ++seed).to<bf16>();
       const Tensor<bf16> lx = a.detach().requires_grad_(), lw = w.detach().requires_grad_(),
                          lbias = bias.detach().requires_grad_();
       const Tensor<bf16> y = loom::linear(lx, lw, lbias);
@@ -252,10 +246,10 @@ TEST_CASE("CUDA matmul / bmm / linear (bf16): fp32 accumulation, one rounding, a
                                dbias = bias.to_device<CUDA>().detach().requires_grad_();
       const Tensor<bf16, CUDA> yd = loom::linear(dx, dw, dbias);
       yd.backward(dy.to_device<CUDA>());
-      loom::test::require_close(values(yd), values(y), tol);
-      loom::test::require_close(values(dx.grad()), values(lx.grad()), tol);
-      loom::test::require_close(values(dw.grad()), values(lw.grad()), tol);
-      loom::test::require_close(values(dbias.grad()), values(lbias.grad()), tol);
+      loom::test::require_close(to_double(yd), to_double(y), tol);
+      loom::test::require_close(to_double(dx.grad()), to_double(lx.grad()), tol);
+      loom::test::require_close(to_double(dw.grad()), to_double(lw.grad()), tol);
+      loom::test::require_close(to_double(dbias.grad()), to_double(lbias.grad()), tol);
     }
   }
 }
@@ -265,15 +259,15 @@ TEST_CASE("CUDA linear (fp32): bias fused, gradients of x, weight and bias match
   loom::cuda::set_allow_tf32(false);
   for (const auto& [rows, in, out] : {std::tuple{1, 1, 1}, {7, 97, 225}, {225, 7, 97}, {97, 225, 1}}) {
     INFO("rows " << rows << " in " << in << " out " << out);
-    const Tensor<float> x = random_tensor({rows, in}, 500 + rows), w = random_tensor({out, in}, 600 + in);
-    const Tensor<float> bias = random_tensor({out}, 700 + out), dy = random_tensor({rows, out}, 800 + rows);
+    const Tensor<float> x = bf16_exact_normal({rows, in}, 500 + rows), w = bf16_exact_normal({out, in}, 600 + in);
+    const Tensor<float> bias = bf16_exact_normal({out}, 700 + out), dy = bf16_exact_normal({rows, out}, 800 + rows);
     auto run_cpu = [&](const Tensor<double>& xd, const Tensor<double>& wd, const Tensor<double>& bd,
                        const Tensor<double>& g) {
       const Tensor<double> lx = xd.detach().requires_grad_(), lw = wd.detach().requires_grad_(),
                            lb = bd.detach().requires_grad_();
       const Tensor<double> y = loom::linear(lx, lw, lb);
       y.backward(g);
-      return std::vector<std::vector<double>>{values(y), values(lx.grad()), values(lw.grad()), values(lb.grad())};
+      return std::vector<std::vector<double>>{to_double(y), to_double(lx.grad()), to_double(lw.grad()), to_double(lb.grad())};
     };
     const auto exact = run_cpu(x.to<double>(), w.to<double>(), bias.to<double>(), dy.to<double>());
     const auto bound = run_cpu(loom::abs(x.to<double>()), loom::abs(w.to<double>()), loom::abs(bias.to<double>()),
@@ -284,16 +278,16 @@ TEST_CASE("CUDA linear (fp32): bias fused, gradients of x, weight and bias match
     const Tensor<float, CUDA> y = loom::linear(lx, lw, lb);
     y.backward(dy.to_device<CUDA>());
     const double rel = double(std::max({rows, in, out}) + 2) * kFp32Unit * 1.01;
-    require_within(values(y), exact[0], bound[0], rel);
-    require_within(values(lx.grad()), exact[1], bound[1], rel);
-    require_within(values(lw.grad()), exact[2], bound[2], rel);
-    require_within(values(lb.grad()), exact[3], bound[3], rel);
+    require_within(to_double(y), exact[0], bound[0], rel);
+    require_within(to_double(lx.grad()), exact[1], bound[1], rel);
+    require_within(to_double(lw.grad()), exact[2], bound[2], rel);
+    require_within(to_double(lb.grad()), exact[3], bound[3], rel);
     // No bias, a 1-D input.
     const Tensor<float, CUDA> v = loom::linear(x.to_device<CUDA>().select(0, rows - 1), w.to_device<CUDA>());
-    const std::vector<double> v_exact = values(loom::linear(x.to<double>().select(0, rows - 1), w.to<double>()));
+    const std::vector<double> v_exact = to_double(loom::linear(x.to<double>().select(0, rows - 1), w.to<double>()));
     const std::vector<double> v_bound =
-        values(loom::linear(loom::abs(x.to<double>()).select(0, rows - 1), loom::abs(w.to<double>())));
-    require_within(values(v), v_exact, v_bound, rel);
+        to_double(loom::linear(loom::abs(x.to<double>()).select(0, rows - 1), loom::abs(w.to<double>())));
+    require_within(to_double(v), v_exact, v_bound, rel);
   }
 }
 
@@ -318,8 +312,8 @@ TEST_CASE("CUDA scaled_dot_product_attention: forward and backward vs the CPU op
     const Tensor<double> cq = cpu(q), ck = cpu(k), cv = cpu(v);
     const Tensor<double> co = loom::scaled_dot_product_attention(cq, ck, cv);
     co.backward(Tensor<double>::from_vector(shape, d_o));
-    const std::vector<std::vector<double>> exact = {values(co), values(cq.grad()), values(ck.grad()),
-                                                    values(cv.grad())};
+    const std::vector<std::vector<double>> exact = {to_double(co), to_double(cq.grad()), to_double(ck.grad()),
+                                                    to_double(cv.grad())};
     const char* names[] = {"O", "dQ", "dK", "dV"};
 
     auto run_device = [&](auto tag, bool permuted) {
@@ -334,7 +328,7 @@ TEST_CASE("CUDA scaled_dot_product_attention: forward and backward vs the CPU op
       const Tensor<T, CUDA> dq = dev(q), dk = dev(k), dv = dev(v);
       const Tensor<T, CUDA> o = loom::scaled_dot_product_attention(dq, dk, dv, scale);
       o.backward(Tensor<double>::from_vector(shape, d_o).template to<T>().template to_device<CUDA>());
-      return std::vector<std::vector<double>>{values(o), values(dq.grad()), values(dk.grad()), values(dv.grad())};
+      return std::vector<std::vector<double>>{to_double(o), to_double(dq.grad()), to_double(dk.grad()), to_double(dv.grad())};
     };
     for (const bool permuted : {false, true}) {
       INFO("permuted inputs " << permuted);

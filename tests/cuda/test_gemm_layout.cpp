@@ -245,7 +245,7 @@ TEST_CASE("gemm layout: batched products with broadcast, permuted and padded bat
   REQUIRE(calls_checked > 500);
 }
 
-TEST_CASE("gemm layout: a shared right operand folds the batch into one GEMM; permuted batches take one call per run",
+TEST_CASE("gemm layout: a shared right operand folds the batch into one GEMM, permuted batches take one call per run",
           "[cuda][gemm_layout]") {
   const int64_t M = 3, K = 2, N = 4;
   const CublasOperand row_major_a{false, K}, row_major_b{false, N};

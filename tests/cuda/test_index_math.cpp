@@ -116,7 +116,7 @@ TEST_CASE("index math: scatter_add of a 1-D index is one column holding every en
   REQUIRE(acc == std::vector<float>{102, 216, 313});
 }
 
-TEST_CASE("index math: the range test accepts exactly [0, limit)", "[kernels][index]") {
+TEST_CASE("index math: the range test accepts exactly 0 <= i < limit", "[kernels][index]") {
   for (int64_t limit : {1, 7}) {
     for (int64_t v = -3; v < limit + 3; ++v) REQUIRE(im::index_out_of_range(v, limit) == (v < 0 || v >= limit));
   }

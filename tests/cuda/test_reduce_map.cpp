@@ -130,7 +130,7 @@ TEST_CASE("reduce kernels' work split: every (output, chunk, lane) together fold
   }
 }
 
-TEST_CASE("reduce map: consecutive reduced indices walk the smallest stride; column mode for kept-innermost",
+TEST_CASE("reduce map: consecutive reduced indices walk the smallest stride, column mode for kept-innermost",
           "[kernels][reduce]") {
   std::array<bool, loom::kMaxRank> rows{}, cols{};
   rows[1] = true;  // [M, N] summed over N: a row reduction

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "data/corrupt.hpp"
-#include "data/temp_dir.hpp"
+#include "support/temp_dir.hpp"
 #include "loom/data/dataset.hpp"
 #include "loom/data/geotiff.hpp"
 #include "loom/data/packed.hpp"

@@ -17,7 +17,7 @@
 
 #include "loom/data/geotiff.hpp"
 #include "data/corrupt.hpp"
-#include "data/temp_dir.hpp"
+#include "support/temp_dir.hpp"
 #include "support/check.hpp"
 
 namespace fs = std::filesystem;
@@ -25,12 +25,6 @@ using namespace loom;
 using namespace loom::data;
 
 namespace {
-
-#if defined(LOOM_HAVE_TIFF) && LOOM_HAVE_TIFF
-constexpr bool kHaveTiff = true;
-#else
-constexpr bool kHaveTiff = false;
-#endif
 
 using loom::test::TempDir;
 
@@ -147,7 +141,7 @@ void round_trip_type(RasterType type, const TempDir& dir) {
 }  // namespace
 
 TEST_CASE("geotiff: round trip of every sample type, layout, block shape and codec", "[data][geotiff]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   TempDir dir;
   round_trip_type<uint8_t>(RasterType::u8, dir);
   round_trip_type<int8_t>(RasterType::i8, dir);
@@ -160,7 +154,7 @@ TEST_CASE("geotiff: round trip of every sample type, layout, block shape and cod
 }
 
 TEST_CASE("geotiff: typed reads keep values exactly or refuse", "[data][geotiff]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   TempDir dir;
   const std::vector<float> values = {0, 1, 65535, 40000, 12345, 7};
   const Tensor<float> t = Tensor<float>::from_vector({1, 2, 3}, values);
@@ -193,7 +187,7 @@ TEST_CASE("geotiff: typed reads keep values exactly or refuse", "[data][geotiff]
 }
 
 TEST_CASE("geotiff: writing a non-contiguous tensor writes its logical values", "[data][geotiff]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   TempDir dir;
   std::vector<float> v(2 * 5 * 3);
   for (size_t i = 0; i < v.size(); ++i) v[i] = float(i) * 1.5f - 7.0f;
@@ -214,7 +208,7 @@ TEST_CASE("geotiff: writing a non-contiguous tensor writes its logical values", 
 }
 
 TEST_CASE("geotiff: the writer refuses what the file type cannot hold", "[data][geotiff]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   TempDir dir;
   const std::string path = dir.file("bad.tif");
   auto one = [](float v) { return Tensor<float>::full({1, 1, 1}, v); };
@@ -238,7 +232,7 @@ TEST_CASE("geotiff: the writer refuses what the file type cannot hold", "[data][
 }
 
 TEST_CASE("geotiff: missing, non-TIFF and empty files are errors naming the file", "[data][geotiff]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   TempDir dir;
   const std::string missing = dir.file("missing.tif");
   REQUIRE_THROWS_AS(read_geotiff(missing), Error);
@@ -291,7 +285,7 @@ TEST_CASE("geotiff: unsupported sample layouts are refused with the reason", "[d
 #endif
 
 TEST_CASE("geotiff: truncated and corrupted files give loom::Error, silently, never a crash", "[data][geotiff]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   TempDir dir;
   // Our own files in several layouts, plus a real GeoTIFF when the shared samples are present.
   std::vector<std::string> originals;
@@ -363,7 +357,7 @@ TEST_CASE("geotiff: truncated and corrupted files give loom::Error, silently, ne
 }
 
 TEST_CASE("geotiff: the real sample files' headers", "[data][geotiff]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   const std::string data = loom::test::shared_data_dir();
   if (data.empty()) LOOM_SKIP("shared data absent");
   const std::string ben = data + "/bigearthnet-mm/BigEarthNet-v1.0/S2A_MSIL2A_20170613T101031_87_48/";

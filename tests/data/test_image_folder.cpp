@@ -13,7 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "data/temp_dir.hpp"
+#include "data/corrupt.hpp"
+#include "support/temp_dir.hpp"
 #include "loom/data/dataset.hpp"
 #include "loom/data/image_folder.hpp"
 #include "loom/data/resample.hpp"
@@ -54,13 +55,6 @@ std::vector<double> expected_rgb(const Picture& p) {
     for (int y = 0; y < p.height; ++y)
       for (int x = 0; x < p.width; ++x) out.push_back(p.at(y, x, p.channels <= 2 ? 0 : c));
   return out;
-}
-
-std::vector<double> as_doubles(const std::vector<float>& v) { return {v.begin(), v.end()}; }
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace
@@ -191,7 +185,7 @@ TEST_CASE("images: size= resamples, bands= renames", "[data][images]") {
   REQUIRE(resized.s2.shape() == Shape{3, 3, 3});
   const std::vector<double> pixels = expected_rgb(p);
   const Tensor<float> original = Tensor<float>::from_vector({3, 5, 7}, std::vector<float>(pixels.begin(), pixels.end()));
-  loom::test::require_close(resized.s2, as_doubles(resize_bilinear(original, 3, 3).to_vector()), {1e-6, 1e-6});
+  loom::test::require_close(resized.s2, loom::test::to_double(resize_bilinear(original, 3, 3).to_vector()), {1e-6, 1e-6});
 
   const Sample named = open_dataset("images:" + dir.path.string() + "?bands=B04,B03,B02")->get(0);
   CHECK(named.s2_bands == std::vector<std::string>{"B04", "B03", "B02"});
@@ -203,7 +197,8 @@ TEST_CASE("images: corrupt, truncated and non-image files name the file", "[data
   TempDir dir("images");
   const Picture p = random_picture(6, 6, 3, 11);
   const std::string good = write_png(dir, "k/a_good.png", p);
-  const std::string bytes = read_bytes(good);
+  const loom::test::Bytes good_bytes = loom::test::read_bytes(good);
+  const std::string bytes(good_bytes.begin(), good_bytes.end());
   dir.write("k/b_truncated.png", bytes.substr(0, bytes.size() / 2));
   dir.write("k/c_text.png", "this is not a PNG at all");
   dir.write("k/d_empty.jpg", "");

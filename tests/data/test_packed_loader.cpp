@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "data/corrupt.hpp"
-#include "data/temp_dir.hpp"
+#include "support/temp_dir.hpp"
 #include "loom/core/random.hpp"
 #include "loom/data/dataset.hpp"
 #include "loom/data/loader.hpp"
@@ -235,7 +235,7 @@ TEST_CASE("packed: pack -> read back equals the source within uint16 / float16 p
   }
 }
 
-TEST_CASE("packed: a synthetic dataset round-trips; integer S2 exactly", "[data][packed]") {
+TEST_CASE("packed: a synthetic dataset round-trips, integer S2 exactly", "[data][packed]") {
   loom::test::TempDir dir("packed");
   const auto source = loom::data::open_dataset("synthetic:train=6,size=40");
   loom::data::write_packed(*source, dir.file("s.pack"));
@@ -429,7 +429,7 @@ TEST_CASE("packed: every flipped byte is detected (fuzz), never a crash", "[data
 
 // ---- the loader ---------------------------------------------------------------------------------
 
-TEST_CASE("loader: every sample exactly once per epoch; drop_last; batch shapes", "[data][loader]") {
+TEST_CASE("loader: every sample exactly once per epoch, drop_last, batch shapes", "[data][loader]") {
   FunctionDataset ds(37, [](int64_t i) { return pattern_sample(i, 4, 6); });
   for (bool drop_last : {false, true}) {
     DataLoader loader(ds, LoaderOptions().batch_size(5).workers(2).drop_last(drop_last).normalize(false));

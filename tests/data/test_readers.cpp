@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "data/temp_dir.hpp"
+#include "support/temp_dir.hpp"
 #include "loom/data/dataset.hpp"
 #include "loom/data/geotiff.hpp"
 #include "loom/data/resample.hpp"
@@ -29,14 +29,6 @@ using namespace loom::data;
 using loom::test::TempDir;
 
 namespace {
-
-#if defined(LOOM_HAVE_TIFF) && LOOM_HAVE_TIFF
-constexpr bool kHaveTiff = true;
-#else
-constexpr bool kHaveTiff = false;
-#endif
-
-std::vector<double> as_doubles(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
 // ---- resize references ---------------------------------------------------------------------------
 
@@ -342,9 +334,9 @@ TEST_CASE("resize_bilinear: matches a naive double loop at odd sizes", "[data][r
     std::vector<float> v(size_t(C * h * w));
     for (auto& x : v) x = d(rng);
     const Tensor<float> x = Tensor<float>::from_vector({C, h, w}, v);
-    const std::vector<double> ref = reference_resize(as_doubles(v), C, h, w, H, W);
+    const std::vector<double> ref = reference_resize(loom::test::to_double(v), C, h, w, H, W);
     // float: exact arithmetic on float-rounded scales, up to a few roundings of the largest |input|
-    const std::vector<double> ref_float_scale = reference_resize(as_doubles(v), C, h, w, H, W, true);
+    const std::vector<double> ref_float_scale = reference_resize(loom::test::to_double(v), C, h, w, H, W, true);
     loom::test::require_close(resize_bilinear(x, H, W), ref_float_scale, {8 * 1.2e-7 * 100, 1e-5});
     loom::test::require_close(resize_bilinear(x.to<double>(), H, W), ref, {1e-10, 1e-10});
     loom::test::require_close(resize_bilinear(x.to<bf16>(), H, W),
@@ -376,7 +368,7 @@ TEST_CASE("resize_bilinear: strided, expanded, 2-d and 4-d inputs", "[data][resa
                             reference_resize(loom::test::to_double(plane), 1, 9, 5, 4, 4), {1e-5, 1e-5});
   const Tensor<float> batch = base.reshape({2, 1, 9, 5});
   REQUIRE(resize_bilinear(batch, 3, 3).shape() == Shape{2, 1, 3, 3});
-  loom::test::require_close(resize_bilinear(batch, 3, 3), reference_resize(as_doubles(v), 2, 9, 5, 3, 3),
+  loom::test::require_close(resize_bilinear(batch, 3, 3), reference_resize(loom::test::to_double(v), 2, 9, 5, 3, 3),
                             {1e-5, 1e-5});
   // Same size: an equal copy.
   const Tensor<float> same = resize_bilinear(x, 5, 9);
@@ -603,7 +595,7 @@ TEST_CASE("dataset: bad samples are an error, or skipped with a warning and coun
 // ================================================================================================
 
 TEST_CASE("bigearthnet: pairing by metadata, single-modality samples, bands and labels", "[data][bigearthnet]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   MiniBigEarthNet ben;
   build_standard_tree(ben);
   const auto ds = open_dataset(ben.spec());
@@ -621,7 +613,7 @@ TEST_CASE("bigearthnet: pairing by metadata, single-modality samples, bands and 
   REQUIRE(a.s2.shape() == Shape{12, 12, 12});
   REQUIRE(a.s1.shape() == Shape{2, 12, 12});
   CHECK(a.s2_bands == s2_band_names());
-  loom::test::require_close(a.labels, as_doubles(hot19({2, 9})), {0, 0});
+  loom::test::require_close(a.labels, loom::test::to_double(hot19({2, 9})), {0, 0});
   // 10 m bands unchanged; 20 m and 60 m bands resized from 6x6 and 2x2 like the reference loop.
   for (size_t b = 0; b < 12; ++b) {
     INFO("band " << kS2Bands[b]);
@@ -640,13 +632,13 @@ TEST_CASE("bigearthnet: pairing by metadata, single-modality samples, bands and 
   CHECK(c.has_s2());
   CHECK(!c.has_s1());
   CHECK(c.s1_name.empty());
-  loom::test::require_close(c.labels, as_doubles(hot19({18})), {0, 0});
+  loom::test::require_close(c.labels, loom::test::to_double(hot19({18})), {0, 0});
   const Sample d = ds->get(3);  // S1 whose partner folder is missing: labels from its own JSON
   CHECK(!d.has_s2());
   CHECK(d.has_s1());
   CHECK(d.s2_name.empty());
   CHECK(d.name() == kd);
-  loom::test::require_close(d.labels, as_doubles(hot19({17})), {0, 0});
+  loom::test::require_close(d.labels, loom::test::to_double(hot19({17})), {0, 0});
 
   // One modality only.
   const auto s2_only = open_dataset(ben.spec("modalities=s2"));
@@ -658,7 +650,7 @@ TEST_CASE("bigearthnet: pairing by metadata, single-modality samples, bands and 
   CHECK(s1_only->name(1) == kd);
   CHECK(s1_only->name(2) == kb);
   CHECK(!s1_only->get(0).has_s2());
-  loom::test::require_close(s1_only->get(2).labels, as_doubles(hot19({4})), {0, 0});
+  loom::test::require_close(s1_only->get(2).labels, loom::test::to_double(hot19({4})), {0, 0});
 
   // strict_sizes=0 resamples every band to any size.
   const auto small = open_dataset("bigearthnet:" + ben.root() + "?size=5&strict_sizes=0");
@@ -671,7 +663,7 @@ TEST_CASE("bigearthnet: pairing by metadata, single-modality samples, bands and 
 }
 
 TEST_CASE("bigearthnet: split CSVs and exclusion lists", "[data][bigearthnet]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   MiniBigEarthNet ben;
   build_standard_tree(ben);
   TempDir lists;
@@ -719,7 +711,7 @@ TEST_CASE("bigearthnet: split CSVs and exclusion lists", "[data][bigearthnet]") 
 }
 
 TEST_CASE("bigearthnet: bad patches are errors or skipped per on_bad", "[data][bigearthnet]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   MiniBigEarthNet ben;
   build_standard_tree(ben);
   const std::string a_dir = "BigEarthNet-v1.0/" + kA + "/";
@@ -783,7 +775,7 @@ TEST_CASE("bigearthnet: bad patches are errors or skipped per on_bad", "[data][b
 }
 
 TEST_CASE("bigearthnet: reBEN layout with reference maps and a metadata CSV", "[data][bigearthnet]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   MiniBigEarthNet ben;
   const std::string tile = "S2A_MSIL2A_20170613T101031_N9999_R022_T33UUP";
   const std::string p1 = tile + "_26_57", p2 = tile + "_26_58";
@@ -804,10 +796,10 @@ TEST_CASE("bigearthnet: reBEN layout with reference maps and a metadata CSV", "[
   const auto ds = open_dataset(ben.spec());
   REQUIRE(ds->size() == 2);
   CHECK(ds->name(0) == p1);
-  loom::test::require_close(ds->get(0).labels, as_doubles(hot19({2, 9, 18})), {0, 0});
-  loom::test::require_close(ds->get(1).labels, as_doubles(hot19({15})), {0, 0});
+  loom::test::require_close(ds->get(0).labels, loom::test::to_double(hot19({2, 9, 18})), {0, 0});
+  loom::test::require_close(ds->get(1).labels, loom::test::to_double(hot19({15})), {0, 0});
   const auto dominant = open_dataset(ben.spec("min_label_fraction=0.1&labels=reference_map"));
-  loom::test::require_close(dominant->get(0).labels, as_doubles(hot19({2, 9})), {0, 0});
+  loom::test::require_close(dominant->get(0).labels, loom::test::to_double(hot19({2, 9})), {0, 0});
   REQUIRE_THROWS_WITH(open_dataset(ben.spec("labels=json"))->get(0), Catch::Contains("missing metadata file"));
   REQUIRE_THROWS_WITH(open_dataset(ben.spec("min_label_fraction=1.5")), Catch::Contains("min_label_fraction"));
   fs::remove(ben.dir.file("Reference_Maps/" + tile + "/" + p1 + "/" + p1 + "_reference_map.tif"));
@@ -824,11 +816,11 @@ TEST_CASE("bigearthnet: reBEN layout with reference maps and a metadata CSV", "[
           p2 + ",\"['Marine waters']\",test,\n");
   const auto from_csv = open_dataset(ben.spec("labels=" + csv));
   REQUIRE(from_csv->size() == 2);
-  loom::test::require_close(from_csv->get(0).labels, as_doubles(hot19({2, 6})), {0, 0});
+  loom::test::require_close(from_csv->get(0).labels, loom::test::to_double(hot19({2, 6})), {0, 0});
   const auto test_split = open_dataset(ben.spec("labels=" + csv + "&split=test"));
   REQUIRE(test_split->size() == 1);
   CHECK(test_split->name(0) == p2);
-  loom::test::require_close(test_split->get(0).labels, as_doubles(hot19({18})), {0, 0});
+  loom::test::require_close(test_split->get(0).labels, loom::test::to_double(hot19({18})), {0, 0});
   const std::string no_labels = lists.write("bad.csv", "patch_id,tags\n" + p1 + ",x\n");
   REQUIRE_THROWS_WITH(open_dataset(ben.spec("labels=" + no_labels)),
                       Catch::Contains("patch_id (or s2_name) and labels"));
@@ -836,7 +828,7 @@ TEST_CASE("bigearthnet: reBEN layout with reference maps and a metadata CSV", "[
   REQUIRE_THROWS_WITH(open_dataset(ben.spec("labels=" + ragged)), Catch::Contains("line 2") && Catch::Contains("3 cells"));
   const std::string partial = lists.write("partial.csv", "patch_id,labels\n" + p1 + ",Pastures;Peatbogs\n");
   const auto partial_ds = open_dataset(ben.spec("labels=" + partial));
-  loom::test::require_close(partial_ds->get(0).labels, as_doubles(hot19({4, 15})), {0, 0});
+  loom::test::require_close(partial_ds->get(0).labels, loom::test::to_double(hot19({4, 15})), {0, 0});
   REQUIRE_THROWS_WITH(partial_ds->get(1), Catch::Contains(p2) && Catch::Contains("not in labels CSV"));
 }
 
@@ -845,7 +837,7 @@ TEST_CASE("bigearthnet: reBEN layout with reference maps and a metadata CSV", "[
 // ================================================================================================
 
 TEST_CASE("sen12ms: bands, clipping, scaling and IGBP labels", "[data][sen12ms]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   MiniSen12ms s12;
   s12.s1("ROIs1158_spring", 2);
   s12.s2("ROIs1158_spring", 2);
@@ -916,7 +908,7 @@ TEST_CASE("sen12ms: bands, clipping, scaling and IGBP labels", "[data][sen12ms]"
 }
 
 TEST_CASE("sen12ms: split lists, missing files and the bad-data policy", "[data][sen12ms]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   MiniSen12ms s12;
   for (int p : {1, 2, 3}) {
     s12.s1("ROIs2017_winter", p);
@@ -963,7 +955,7 @@ TEST_CASE("sen12ms: split lists, missing files and the bad-data policy", "[data]
 // ================================================================================================
 
 TEST_CASE("shared data: readers match rasterio + torch on every real and fixture sample", "[data][shared]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   const std::string data = loom::test::shared_data_dir();
   if (data.empty()) LOOM_SKIP("shared data absent");
   const auto goldens = load_data_goldens();
@@ -981,7 +973,7 @@ TEST_CASE("shared data: readers match rasterio + torch on every real and fixture
     REQUIRE(g.index < ds->size());
     CHECK(ds->name(g.index) == g.name);
     const Sample s = ds->get(g.index);
-    loom::test::require_close(s.labels, as_doubles(g.labels), {0, 0});
+    loom::test::require_close(s.labels, loom::test::to_double(g.labels), {0, 0});
     for (const auto& b : g.bands) {
       INFO(b.modality << " channel " << b.channel);
       const Tensor<float>& t = b.modality == "s1" ? s.s1 : s.s2;
@@ -1001,7 +993,7 @@ TEST_CASE("shared data: readers match rasterio + torch on every real and fixture
 }
 
 TEST_CASE("shared data: BigEarthNet-MM pairs, splits, exclusions and normalization", "[data][shared]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   const std::string data = loom::test::shared_data_dir();
   if (data.empty()) LOOM_SKIP("shared data absent");
   const std::string root = data + "/bigearthnet-mm";
@@ -1030,7 +1022,7 @@ TEST_CASE("shared data: BigEarthNet-MM pairs, splits, exclusions and normalizati
                                                      "S1A_IW_GRDH_1SDV_20170617T064724_29UPU_36_85\n");
   const auto one = open_dataset("bigearthnet:" + root + "?split=" + train);
   REQUIRE(one->size() == 1);
-  loom::test::require_close(one->get(0).labels, as_doubles(hot19({2, 4})), {0, 0});
+  loom::test::require_close(one->get(0).labels, loom::test::to_double(hot19({2, 4})), {0, 0});
   const std::string snow = lists.write("snow.csv", "S2B_MSIL2A_20180204T94161_57_38\n");
   const auto no_snow = open_dataset("bigearthnet:" + root + "?exclude=" + snow);
   CHECK(no_snow->size() == 5);
@@ -1053,7 +1045,7 @@ TEST_CASE("shared data: BigEarthNet-MM pairs, splits, exclusions and normalizati
 }
 
 TEST_CASE("shared data: torchgeo fixtures read or fail with clear errors", "[data][shared]") {
-  if (!kHaveTiff) LOOM_SKIP("loom built without libtiff");
+  if (!kGeoTiffSupported) LOOM_SKIP("loom built without libtiff");
   const std::string data = loom::test::shared_data_dir();
   if (data.empty()) LOOM_SKIP("shared data absent");
   const std::string ben = data + "/synthetic-torchgeo-bigearthnet-v1";

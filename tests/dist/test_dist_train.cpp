@@ -8,7 +8,6 @@
 //   - fine-tuning: 2 processes x b log the training losses of 1 process x 2b
 // Test hooks of the trainer mode (this file only): LOOM_TEST_BREAK_RANK=r with LOOM_TEST_BREAK=data
 // (rank r gets an unreadable --data) or hang (rank r sleeps instead of training).
-#define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -26,27 +25,16 @@
 #include "loom/dist/mpi.hpp"
 #include "loom/train/finetune.hpp"
 #include "loom/train/mae_pretrain.hpp"
+#include "support/catch_session.hpp"
 #include "support/check.hpp"
+#include "support/temp_dir.hpp"
+#include "train/trainer_cli.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 std::string self_path;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("loom_test_dist_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
+using loom::test::TempDir;
 
 // The tiny model on 16x16 synthetic images of tests/train, 10 steps, every step logged; the
 // default mask (the paper's mixture, with whole-modality drops) so that ranks see different numbers
@@ -60,15 +48,11 @@ std::vector<std::string> tiny_run(const std::string& out, int64_t batch, std::ve
   return args;
 }
 
-int run_single(std::vector<std::string> args) {
-  args.insert(args.begin(), "mae_pretrain");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  const int code = loom::train::mae_pretrain_main(int(argv.size()), argv.data(), out, err);
-  INFO(err.str());
-  REQUIRE(code == 0);
-  return code;
+// mae_pretrain in this process (one rank), which must succeed.
+void run_single(std::vector<std::string> args) {
+  const loom::test::CliRun r = loom::test::pretrain(std::move(args));
+  INFO(r.err);
+  REQUIRE(r.code == 0);
 }
 
 struct Launch {
@@ -84,22 +68,18 @@ Launch run_mpi(int processes, const std::vector<std::string>& args, const std::s
   std::string cmd = env + " OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " LOOM_MPIEXEC " -np " +
                     std::to_string(processes) + " --oversubscribe " + self_path + " " + mode;
   for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " > " + (tmp / "log") + " 2>&1";
+  cmd += " > " + tmp.file("log") + " 2>&1";
   const auto t0 = std::chrono::steady_clock::now();
   const int status = std::system(cmd.c_str());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::ifstream in(tmp / "log");
+  std::ifstream in(tmp.file("log"));
   std::stringstream text;
   text << in.rdbuf();
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, text.str(), seconds};
 }
 
 std::vector<loom::json::Value> metrics_of(const std::string& dir) {
-  std::ifstream in(fs::path(dir) / "metrics.jsonl");
-  std::vector<loom::json::Value> records;
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) records.push_back(loom::json::parse(line));
-  return records;
+  return loom::test::read_jsonl((fs::path(dir) / "metrics.jsonl").string());
 }
 
 std::vector<double> series(const std::vector<loom::json::Value>& records, const std::string& key) {
@@ -124,46 +104,46 @@ void require_same_trajectory(const std::string& ours, const std::string& referen
 
 TEST_CASE("mpirun -np 2 with --batch-size b logs the loss trajectory of 1 process with 2b", "[dist][mpi][train]") {
   TempDir dir;
-  run_single(tiny_run(dir / "one", 8));
-  const Launch two = run_mpi(2, tiny_run(dir / "two", 4));
+  run_single(tiny_run(dir.file("one"), 8));
+  const Launch two = run_mpi(2, tiny_run(dir.file("two"), 4));
   INFO(two.output);
   REQUIRE(two.code == 0);
-  require_same_trajectory(dir / "two", dir / "one");
+  require_same_trajectory(dir.file("two"), dir.file("one"));
   // Global batch semantics in what rank 0 wrote.
-  const auto config = loom::train::read_json_file(dir / "two/config.json");
+  const auto config = loom::train::read_json_file(dir.file("two/config.json"));
   REQUIRE(config["run"]["processes"].as_int() == 2);
   REQUIRE(config["run"]["global_batch_size"].as_int() == 8);
   REQUIRE(config["optimizer"]["lr"].as_number() == Approx(0.2 * 8 / 256).epsilon(1e-12));
-  REQUIRE(fs::exists(dir / "two/checkpoint.safetensors"));
-  REQUIRE(fs::exists(dir / "two/recon_10.png"));
+  REQUIRE(fs::exists(dir.file("two/checkpoint.safetensors")));
+  REQUIRE(fs::exists(dir.file("two/recon_10.png")));
 }
 
 TEST_CASE("a data-parallel run resumes at another world size on the same trajectory", "[dist][mpi][train]") {
   TempDir dir;
-  run_single(tiny_run(dir / "reference", 8));
+  run_single(tiny_run(dir.file("reference"), 8));
   // 2 processes for 5 steps, then 1 process (batch 8 = the global batch, derived on resume).
-  const Launch first = run_mpi(2, tiny_run(dir / "two_then_one", 4, {"--stop-after", "5"}));
+  const Launch first = run_mpi(2, tiny_run(dir.file("two_then_one"), 4, {"--stop-after", "5"}));
   INFO(first.output);
   REQUIRE(first.code == 0);
-  run_single({"--out", dir / "two_then_one", "--resume", "--quiet", "--threads", "1"});
-  require_same_trajectory(dir / "two_then_one", dir / "reference", 6);
+  run_single({"--out", dir.file("two_then_one"), "--resume", "--quiet", "--threads", "1"});
+  require_same_trajectory(dir.file("two_then_one"), dir.file("reference"), 6);
   // 1 process for 5 steps, then 2 (batch 4 each).
-  run_single(tiny_run(dir / "one_then_two", 8, {"--stop-after", "5"}));
-  const Launch second = run_mpi(2, {"--out", dir / "one_then_two", "--resume", "--quiet", "--threads", "1"});
+  run_single(tiny_run(dir.file("one_then_two"), 8, {"--stop-after", "5"}));
+  const Launch second = run_mpi(2, {"--out", dir.file("one_then_two"), "--resume", "--quiet", "--threads", "1"});
   INFO(second.output);
   REQUIRE(second.code == 0);
-  require_same_trajectory(dir / "one_then_two", dir / "reference", 6);
+  require_same_trajectory(dir.file("one_then_two"), dir.file("reference"), 6);
   // A global batch that does not split over the world size is a usage error naming --batch-size.
   TempDir odd;
-  run_single(tiny_run(odd / "run", 5, {"--stop-after", "1"}));
-  const Launch bad = run_mpi(2, {"--out", odd / "run", "--resume", "--quiet"});
+  run_single(tiny_run(odd.file("run"), 5, {"--stop-after", "1"}));
+  const Launch bad = run_mpi(2, {"--out", odd.file("run"), "--resume", "--quiet"});
   REQUIRE(bad.code != 0);
   REQUIRE(bad.output.find("--batch-size: the resumed run's global batch 5") != std::string::npos);
 }
 
 TEST_CASE("a failing rank aborts the whole job with its message", "[dist][mpi][train]") {
   TempDir dir;
-  const Launch r = run_mpi(2, tiny_run(dir / "run", 4), "LOOM_TEST_BREAK_RANK=1 LOOM_TEST_BREAK=data LOOM_DIST_TIMEOUT=60");
+  const Launch r = run_mpi(2, tiny_run(dir.file("run"), 4), "LOOM_TEST_BREAK_RANK=1 LOOM_TEST_BREAK=data LOOM_DIST_TIMEOUT=60");
   INFO(r.output);
   REQUIRE(r.code != 0);
   REQUIRE(r.output.find("rank 1 of 2") != std::string::npos);
@@ -174,13 +154,13 @@ TEST_CASE("a failing rank aborts the whole job with its message", "[dist][mpi][t
 
 TEST_CASE("a hung rank makes the others abort after LOOM_DIST_TIMEOUT, not hang", "[dist][mpi][train]") {
   TempDir dir;
-  const Launch r = run_mpi(2, tiny_run(dir / "run", 4), "LOOM_TEST_BREAK_RANK=1 LOOM_TEST_BREAK=hang LOOM_DIST_TIMEOUT=2");
+  const Launch r = run_mpi(2, tiny_run(dir.file("run"), 4), "LOOM_TEST_BREAK_RANK=1 LOOM_TEST_BREAK=hang LOOM_DIST_TIMEOUT=2");
   INFO(r.output);
   REQUIRE(r.code != 0);
   REQUIRE(r.output.find("rank 0 of 2") != std::string::npos);
   REQUIRE(r.output.find("did not complete within 2 s") != std::string::npos);
   REQUIRE(r.seconds < 40);
-  REQUIRE_FALSE(fs::exists(dir / "run/checkpoint.json"));
+  REQUIRE_FALSE(fs::exists(dir.file("run/checkpoint.json")));
 }
 
 TEST_CASE("finetune_multilabel: mpirun -np 2 with --batch-size b logs the training losses of 1 process with 2b",
@@ -196,7 +176,7 @@ TEST_CASE("finetune_multilabel: mpirun -np 2 with --batch-size b logs the traini
   };
   for (bool probe : {false, true}) {
     INFO("linear probe: " << probe);
-    const std::string one = dir / (probe ? "probe_one" : "one"), two = dir / (probe ? "probe_two" : "two");
+    const std::string one = dir.file(probe ? "probe_one" : "one"), two = dir.file(probe ? "probe_two" : "two");
     {
       std::vector<std::string> a = args(one, 16, probe);
       a.insert(a.begin(), "finetune_multilabel");
@@ -252,5 +232,5 @@ int main(int argc, char** argv) {
     for (const auto& a : args) pointers.push_back(a.c_str());
     return loom::train::mae_pretrain_main(int(pointers.size()), pointers.data(), std::cout, std::cerr, &world);
   }
-  return Catch::Session().run(argc, argv);
+  return loom::test::run_catch_session(argc, argv);
 }

@@ -14,22 +14,15 @@
 #include "loom/mask/strategy.hpp"
 #include "loom/mask/tokens.hpp"
 #include "support/check.hpp"
+#include "support/random.hpp"
 
 using loom::Shape;
 using loom::Tensor;
+using loom::test::random_tensor;
 using loom::test::require_close;
 namespace mask = loom::mask;
 
 namespace {
-
-template <class T>
-Tensor<T> random_tensor(const Shape& shape, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
-  std::vector<T> v(static_cast<size_t>(shape.numel()));
-  for (T& x : v) x = T(static_cast<loom::compute_t<T>>(u(gen)));
-  return Tensor<T>::from_vector(shape, v);
-}
 
 template <class T>
 std::vector<double> doubles(const Tensor<T>& t) {

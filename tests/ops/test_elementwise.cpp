@@ -12,6 +12,7 @@
 #include "loom/ops/elementwise.hpp"
 #include "ops/elementwise_testing.hpp"
 #include "support/check.hpp"
+#include "support/gradcheck.hpp"
 
 using namespace loom;
 using namespace loom::test;
@@ -206,12 +207,6 @@ TEST_CASE("tensor operators on two tensors follow add, sub, mul, div", "[element
 // ---- gradients -----------------------------------------------------------------------------------
 
 namespace {
-
-void require_gradcheck(const autograd::GradcheckFn& f, const std::vector<Tensor<double>>& inputs) {
-  const autograd::GradcheckResult r = autograd::gradcheck(f, inputs);
-  INFO(r.message);
-  REQUIRE(r.ok);
-}
 
 }  // namespace
 

@@ -15,6 +15,7 @@
 #include "loom/ops/elementwise.hpp"
 #include "ops/elementwise_testing.hpp"
 #include "support/check.hpp"
+#include "support/gradcheck.hpp"
 
 using namespace loom;
 using namespace loom::test;
@@ -69,12 +70,6 @@ std::vector<UnaryCase<T>> unary_cases() {
       {"clamp_max(-0.5)", [](auto& x) { return clamp_max(x, -0.5); }, [](double x) { return x > -0.5 ? -0.5 : x; },
        [](double x) { return x <= -0.5 ? 1.0 : 0.0; }, -3, 3, 0, true},
   };
-}
-
-void require_gradcheck(const autograd::GradcheckFn& f, const std::vector<Tensor<double>>& inputs) {
-  const autograd::GradcheckResult r = autograd::gradcheck(f, inputs);
-  INFO(r.message);
-  REQUIRE(r.ok);
 }
 
 std::vector<double> map_ref(const std::vector<double>& v, const std::function<double(double)>& f) {

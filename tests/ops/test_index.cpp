@@ -11,25 +11,22 @@
 #include "loom/ops/concat.hpp"
 #include "loom/ops/index.hpp"
 #include "support/check.hpp"
+#include "support/gradcheck.hpp"
+#include "support/random.hpp"
 
 namespace {
 
 using loom::bf16;
 using loom::Shape;
 using loom::Tensor;
+using loom::test::random_leaf;
+using loom::test::random_tensor;
 using loom::test::require_close;
+using loom::test::require_gradcheck;
 using loom::test::to_double;
+using loom::test::transposed_leaf;
 using Index = Tensor<int64_t>;
 using Coords = std::vector<int64_t>;
-
-template <class T>
-Tensor<T> random_tensor(const Shape& shape, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> dist(-1.0, 1.0);
-  std::vector<T> values(size_t(shape.numel()));
-  for (T& v : values) v = T(static_cast<loom::compute_t<T>>(dist(rng)));
-  return Tensor<T>::from_vector(shape, values);
-}
 
 Index random_index(const Shape& shape, int64_t limit, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -106,22 +103,6 @@ std::vector<double> ref_scatter_add(const Tensor<T>& base, int dim, const Index&
   return out;
 }
 
-void require_gradcheck(const loom::autograd::GradcheckFn& f, const std::vector<Tensor<double>>& inputs) {
-  const auto result = loom::autograd::gradcheck(f, inputs);
-  INFO(result.message);
-  REQUIRE(result.ok);
-}
-
-Tensor<double> leaf(const Shape& shape, uint32_t seed) {
-  Tensor<double> t = random_tensor<double>(shape, seed);
-  t.requires_grad_();
-  return t;
-}
-
-Tensor<double> transposed_leaf(int64_t rows, int64_t cols, uint32_t seed) {
-  return random_tensor<double>({cols, rows}, seed).transpose(0, 1).detach().requires_grad_();
-}
-
 }  // namespace
 
 // ---- index_select ----------------------------------------------------------------------------------
@@ -183,10 +164,10 @@ TEST_CASE("index_select backward accumulates repeated picks", "[index][autograd]
   auto select_rows = [](const std::vector<Tensor<double>>& in) {
     return loom::index_select(in[0], 0, index_of({3, 0, 4, 3, 3}));
   };
-  require_gradcheck(select_rows, {leaf({5, 4}, 11)});
+  require_gradcheck(select_rows, {random_leaf({5, 4}, 11)});
   require_gradcheck(select_rows, {transposed_leaf(5, 4, 12)});
   require_gradcheck([](const std::vector<Tensor<double>>& in) { return loom::index_select(in[0], 1, index_of({2, 2, 0})); },
-                    {leaf({2, 3, 4}, 13)});
+                    {random_leaf({2, 3, 4}, 13)});
   // Float, larger, many duplicates: the gradient row r is the sum of the gradient rows that picked r.
   Tensor<float> t = random_tensor<float>({7, 225}, 14);
   t.requires_grad_();
@@ -242,12 +223,12 @@ TEST_CASE("gather errors name the shapes and the bad index", "[index][errors]") 
 TEST_CASE("gather backward scatters the gradient, repeats accumulated", "[index][autograd]") {
   const Index ix = Index::from_vector({3, 4}, std::vector<int64_t>{0, 2, 2, 1, 2, 2, 2, 0, 1, 1, 0, 2});
   require_gradcheck([&](const std::vector<Tensor<double>>& in) { return loom::gather(in[0], 1, ix); },
-                    {leaf({3, 3}, 41)});
+                    {random_leaf({3, 3}, 41)});
   require_gradcheck([&](const std::vector<Tensor<double>>& in) { return loom::gather(in[0], 0, ix.narrow(0, 0, 2)); },
                     {transposed_leaf(3, 5, 42)});
   const Index ix3 = random_index({2, 5, 3}, 4, 43);
   require_gradcheck([&](const std::vector<Tensor<double>>& in) { return loom::gather(in[0], 1, ix3); },
-                    {leaf({2, 4, 3}, 44)});
+                    {random_leaf({2, 4, 3}, 44)});
 }
 
 // ---- scatter_add ---------------------------------------------------------------------------------
@@ -331,11 +312,11 @@ TEST_CASE("scatter_add errors name the shapes and the bad index", "[index][error
 TEST_CASE("scatter_add backward: base gets the gradient, src gets it gathered", "[index][autograd]") {
   const Index ix = Index::from_vector({2, 4}, std::vector<int64_t>{1, 1, 0, 2, 2, 2, 2, 0});
   auto f = [&](const std::vector<Tensor<double>>& in) { return loom::scatter_add(in[0], 1, ix, in[1]); };
-  require_gradcheck(f, {leaf({2, 3}, 71), leaf({2, 4}, 72)});
-  require_gradcheck(f, {transposed_leaf(2, 3, 73), leaf({3, 5}, 74)});  // src larger than index
+  require_gradcheck(f, {random_leaf({2, 3}, 71), random_leaf({2, 4}, 72)});
+  require_gradcheck(f, {transposed_leaf(2, 3, 73), random_leaf({3, 5}, 74)});  // src larger than index
   require_gradcheck(f, {random_tensor<double>({2, 3}, 75), transposed_leaf(2, 4, 76)});
   require_gradcheck([&](const std::vector<Tensor<double>>& in) { return loom::scatter_add(in[0], 0, ix, in[1]); },
-                    {leaf({3, 4}, 77), leaf({2, 4}, 78)});
+                    {random_leaf({3, 4}, 77), random_leaf({2, 4}, 78)});
 }
 
 // ---- concat / stack ---------------------------------------------------------------------------
@@ -428,18 +409,18 @@ TEST_CASE("concat and stack errors name the shapes", "[concat][errors]") {
 
 TEST_CASE("concat and stack backward narrow the gradient", "[concat][autograd]") {
   auto cat1 = [](const std::vector<Tensor<double>>& in) { return loom::concat(in, 1); };
-  require_gradcheck(cat1, {leaf({3, 2}, 111), transposed_leaf(3, 4, 112), leaf({3, 1}, 113)});
+  require_gradcheck(cat1, {random_leaf({3, 2}, 111), transposed_leaf(3, 4, 112), random_leaf({3, 1}, 113)});
   auto cat_with_constant = [](const std::vector<Tensor<double>>& in) {
     return loom::concat(std::vector<Tensor<double>>{in[0], random_tensor<double>({2, 3}, 114), in[1]}, 0);
   };
-  require_gradcheck(cat_with_constant, {leaf({1, 3}, 115), leaf({4, 3}, 116)});
+  require_gradcheck(cat_with_constant, {random_leaf({1, 3}, 115), random_leaf({4, 3}, 116)});
   require_gradcheck([](const std::vector<Tensor<double>>& in) { return loom::stack(in, 1); },
-                    {leaf({2, 3}, 117), transposed_leaf(2, 3, 118)});
+                    {random_leaf({2, 3}, 117), transposed_leaf(2, 3, 118)});
   require_gradcheck(
       [](const std::vector<Tensor<double>>& in) {
         return loom::concat(std::vector<Tensor<double>>{in[0].expand({3, 4}), in[1]}, 0);
       },
-      {leaf({1, 4}, 119), leaf({2, 4}, 120)});
+      {random_leaf({1, 4}, 119), random_leaf({2, 4}, 120)});
 }
 
 // ---- split / chunk ----------------------------------------------------------------------------
@@ -493,12 +474,12 @@ TEST_CASE("split and chunk backward", "[concat][autograd]") {
     return loom::concat(parts, dim);
   };
   require_gradcheck([&](const std::vector<Tensor<double>>& in) { return reversed(loom::split(in[0], 2, 1), 1); },
-                    {leaf({3, 5}, 131)});
+                    {random_leaf({3, 5}, 131)});
   require_gradcheck([&](const std::vector<Tensor<double>>& in) { return reversed(loom::split(in[0], {1, 3, 1}, 0), 0); },
                     {transposed_leaf(5, 3, 132)});
   require_gradcheck([&](const std::vector<Tensor<double>>& in) { return reversed(loom::chunk(in[0], 3, -1), -1); },
-                    {leaf({2, 7}, 133)});
+                    {random_leaf({2, 7}, 133)});
   // Only some parts used: the others get zero gradient.
   require_gradcheck([&](const std::vector<Tensor<double>>& in) { return loom::chunk(in[0], 3, 0)[1]; },
-                    {leaf({7, 2}, 134)});
+                    {random_leaf({7, 2}, 134)});
 }

@@ -11,24 +11,21 @@
 #include "loom/core/allocator.hpp"
 #include "loom/ops/linalg.hpp"
 #include "support/check.hpp"
+#include "support/gradcheck.hpp"
+#include "support/random.hpp"
 
 namespace {
 
 using loom::bf16;
 using loom::Shape;
 using loom::Tensor;
-using loom::test::require_close;
-using loom::test::to_double;
 using loom::test::Tol;
-
-template <class T>
-Tensor<T> random_tensor(const Shape& shape, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> dist(-1.0, 1.0);
-  std::vector<T> values(size_t(shape.numel()));
-  for (T& v : values) v = T(static_cast<loom::compute_t<T>>(dist(rng)));
-  return Tensor<T>::from_vector(shape, values);
-}
+using loom::test::random_leaf;
+using loom::test::random_tensor;
+using loom::test::require_close;
+using loom::test::require_gradcheck;
+using loom::test::to_double;
+using loom::test::transposed_leaf;
 
 // A tensor as a logical shape plus row-major values in double.
 struct Dense {
@@ -115,23 +112,6 @@ void check_matmul(const Tensor<T>& a, const Tensor<T>& b) {
   const Dense ref = ref_matmul(dense(a), dense(b));
   REQUIRE(c.shape().vec() == ref.shape);
   require_close(c, ref.v, product_tol<T>(a.shape().back()));
-}
-
-void require_gradcheck(const loom::autograd::GradcheckFn& f, const std::vector<Tensor<double>>& inputs) {
-  const auto result = loom::autograd::gradcheck(f, inputs);
-  INFO(result.message);
-  REQUIRE(result.ok);
-}
-
-Tensor<double> leaf(const Shape& shape, uint32_t seed) {
-  Tensor<double> t = random_tensor<double>(shape, seed);
-  t.requires_grad_();
-  return t;
-}
-
-// A non-contiguous leaf: the transpose of a [cols, rows] matrix.
-Tensor<double> transposed_leaf(int64_t rows, int64_t cols, uint32_t seed) {
-  return random_tensor<double>({cols, rows}, seed).transpose(0, 1).detach().requires_grad_();
 }
 
 }  // namespace
@@ -361,41 +341,41 @@ TEST_CASE("linear backward in float matches reference gradients", "[linalg][auto
 
 TEST_CASE("gradcheck: matmul 2-D, transposed leaves, 1-D cases", "[linalg][autograd]") {
   auto mm = [](const std::vector<Tensor<double>>& in) { return loom::matmul(in[0], in[1]); };
-  require_gradcheck(mm, {leaf({7, 5}, 111), leaf({5, 3}, 112)});
+  require_gradcheck(mm, {random_leaf({7, 5}, 111), random_leaf({5, 3}, 112)});
   require_gradcheck(mm, {transposed_leaf(7, 5, 113), transposed_leaf(5, 3, 114)});
-  require_gradcheck(mm, {leaf({1, 1}, 115), leaf({1, 7}, 116)});
-  require_gradcheck(mm, {leaf({5}, 117), leaf({5}, 118)});
-  require_gradcheck(mm, {leaf({4, 5}, 119), leaf({5}, 120)});
-  require_gradcheck(mm, {leaf({5}, 121), leaf({2, 5, 3}, 122)});
+  require_gradcheck(mm, {random_leaf({1, 1}, 115), random_leaf({1, 7}, 116)});
+  require_gradcheck(mm, {random_leaf({5}, 117), random_leaf({5}, 118)});
+  require_gradcheck(mm, {random_leaf({4, 5}, 119), random_leaf({5}, 120)});
+  require_gradcheck(mm, {random_leaf({5}, 121), random_leaf({2, 5, 3}, 122)});
   // Only one side requires grad.
-  require_gradcheck(mm, {leaf({3, 5}, 123), random_tensor<double>({5, 2}, 124)});
-  require_gradcheck(mm, {random_tensor<double>({3, 5}, 125), leaf({5, 2}, 126)});
+  require_gradcheck(mm, {random_leaf({3, 5}, 123), random_tensor<double>({5, 2}, 124)});
+  require_gradcheck(mm, {random_tensor<double>({3, 5}, 125), random_leaf({5, 2}, 126)});
 }
 
 TEST_CASE("gradcheck: batched matmul with broadcasting and expanded operands", "[linalg][autograd]") {
   auto mm = [](const std::vector<Tensor<double>>& in) { return loom::matmul(in[0], in[1]); };
-  require_gradcheck(mm, {leaf({2, 3, 4, 5}, 131), leaf({5, 3}, 132)});     // shared B: folded dB
-  require_gradcheck(mm, {leaf({4, 5}, 133), leaf({2, 5, 3}, 134)});        // shared A: summed dA
-  require_gradcheck(mm, {leaf({3, 1, 4, 5}, 135), leaf({2, 5, 3}, 136)});  // both broadcast
-  require_gradcheck(mm, {leaf({2, 4, 5}, 137), random_tensor<double>({2, 3, 5}, 138).transpose(1, 2).detach().requires_grad_()});
+  require_gradcheck(mm, {random_leaf({2, 3, 4, 5}, 131), random_leaf({5, 3}, 132)});     // shared B: folded dB
+  require_gradcheck(mm, {random_leaf({4, 5}, 133), random_leaf({2, 5, 3}, 134)});        // shared A: summed dA
+  require_gradcheck(mm, {random_leaf({3, 1, 4, 5}, 135), random_leaf({2, 5, 3}, 136)});  // both broadcast
+  require_gradcheck(mm, {random_leaf({2, 4, 5}, 137), random_tensor<double>({2, 3, 5}, 138).transpose(1, 2).detach().requires_grad_()});
   require_gradcheck(
       [](const std::vector<Tensor<double>>& in) { return loom::matmul(in[0].expand({3, 4, 5}), in[1]); },
-      {leaf({1, 4, 5}, 139), leaf({3, 5, 2}, 140)});
+      {random_leaf({1, 4, 5}, 139), random_leaf({3, 5, 2}, 140)});
   require_gradcheck([](const std::vector<Tensor<double>>& in) { return loom::bmm(in[0], in[1]); },
-                    {leaf({2, 4, 5}, 141), leaf({2, 5, 3}, 142)});
+                    {random_leaf({2, 4, 5}, 141), random_leaf({2, 5, 3}, 142)});
 }
 
 TEST_CASE("gradcheck: linear with and without bias, batched and strided inputs", "[linalg][autograd]") {
   auto lin = [](const std::vector<Tensor<double>>& in) { return loom::linear(in[0], in[1], in[2]); };
   auto lin_nobias = [](const std::vector<Tensor<double>>& in) { return loom::linear(in[0], in[1]); };
-  require_gradcheck(lin, {leaf({7, 5}, 151), leaf({3, 5}, 152), leaf({3}, 153)});
-  require_gradcheck(lin, {leaf({2, 3, 5}, 154), leaf({4, 5}, 155), leaf({4}, 156)});
-  require_gradcheck(lin, {leaf({5}, 157), leaf({4, 5}, 158), leaf({4}, 159)});
-  require_gradcheck(lin, {transposed_leaf(6, 5, 160), transposed_leaf(4, 5, 161), leaf({4}, 162)});
+  require_gradcheck(lin, {random_leaf({7, 5}, 151), random_leaf({3, 5}, 152), random_leaf({3}, 153)});
+  require_gradcheck(lin, {random_leaf({2, 3, 5}, 154), random_leaf({4, 5}, 155), random_leaf({4}, 156)});
+  require_gradcheck(lin, {random_leaf({5}, 157), random_leaf({4, 5}, 158), random_leaf({4}, 159)});
+  require_gradcheck(lin, {transposed_leaf(6, 5, 160), transposed_leaf(4, 5, 161), random_leaf({4}, 162)});
   require_gradcheck(lin, {random_tensor<double>({3, 2, 5}, 163).transpose(0, 1).detach().requires_grad_(),
-                          leaf({4, 5}, 164), leaf({4}, 165)});
-  require_gradcheck(lin_nobias, {leaf({6, 5}, 166), leaf({4, 5}, 167)});
-  require_gradcheck(lin, {random_tensor<double>({6, 5}, 168), leaf({4, 5}, 169), random_tensor<double>({4}, 170)});
+                          random_leaf({4, 5}, 164), random_leaf({4}, 165)});
+  require_gradcheck(lin_nobias, {random_leaf({6, 5}, 166), random_leaf({4, 5}, 167)});
+  require_gradcheck(lin, {random_tensor<double>({6, 5}, 168), random_leaf({4, 5}, 169), random_tensor<double>({4}, 170)});
 }
 
 // The bias gradient sums dy over rows in fixed row blocks (loom::detail::sum_rows); these sizes

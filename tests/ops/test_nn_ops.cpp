@@ -12,47 +12,21 @@
 #include "loom/ops/reduce.hpp"
 #include "loom/ops/softmax.hpp"
 #include "support/check.hpp"
+#include "support/gradcheck.hpp"
+#include "support/random.hpp"
 
 using loom::bf16;
 using loom::GeluApprox;
 using loom::Shape;
 using loom::Tensor;
+using loom::test::from_doubles;
+using loom::test::random_values;
+using loom::test::random_values_as;
 using loom::test::require_close;
+using loom::test::require_gradcheck;
 using loom::test::to_double;
 
 namespace {
-
-// Deterministic values in [-1, 1) from a small LCG (independent of anything in loom).
-std::vector<double> random_values(int64_t n, uint64_t seed) {
-  std::vector<double> v(static_cast<size_t>(n));
-  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (double& x : v) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    x = double(s >> 11) / double(1ull << 53) * 2.0 - 1.0;
-  }
-  return v;
-}
-
-template <class T>
-Tensor<T> from_doubles(const Shape& shape, const std::vector<double>& v) {
-  std::vector<T> values;
-  for (double d : v) values.push_back(T(loom::compute_t<T>(d)));
-  return Tensor<T>::from_vector(shape, values);
-}
-
-template <class T>
-Tensor<T> make(const Shape& shape, uint64_t seed, double scale = 1.0, double shift = 0.0) {
-  std::vector<double> v = random_values(shape.numel(), seed);
-  for (double& e : v) e = e * scale + shift;
-  return from_doubles<T>(shape, v);
-}
-
-void require_gradcheck(const loom::autograd::GradcheckFn& f, const std::vector<Tensor<double>>& inputs,
-                       const loom::autograd::GradcheckOptions& opt = {}) {
-  const auto result = loom::autograd::gradcheck(f, inputs, opt);
-  INFO(result.message);
-  REQUIRE(result.ok);
-}
 
 // For each element (row-major), the id of its line: the elements sharing every index but `dim`.
 std::vector<int64_t> line_ids(const Shape& shape, int dim) {
@@ -143,7 +117,7 @@ double ref_gelu_derivative(double x, GeluApprox a) {
 
 template <class T>
 void check_softmax_each_dim(const Shape& shape, double scale) {
-  const Tensor<T> x = make<T>(shape, 100 + uint64_t(shape.numel()), scale);
+  const Tensor<T> x = random_values_as<T>(shape, 100 + uint64_t(shape.numel()), scale);
   const std::vector<double> xv = to_double(x);
   for (int64_t d = -shape.size(); d < shape.size(); ++d) {
     const int dim = int(d < 0 ? d + shape.size() : d);
@@ -171,16 +145,16 @@ TEST_CASE("softmax and log_softmax over each dim, odd sizes, float/double/bf16",
 }
 
 TEST_CASE("softmax of non-contiguous inputs: permuted, transposed, sliced, expanded", "[softmax]") {
-  const Tensor<double> p = make<double>({5, 7, 3}, 11, 3.0).permute({2, 0, 1});  // [3, 5, 7]
+  const Tensor<double> p = random_values_as<double>({5, 7, 3}, 11, 3.0).permute({2, 0, 1});  // [3, 5, 7]
   for (int dim : {0, 1, 2}) {
     require_close(loom::softmax(p, dim), ref_softmax(to_double(p), p.shape(), dim, false));
     require_close(loom::log_softmax(p, dim), ref_softmax(to_double(p), p.shape(), dim, true));
   }
-  const Tensor<float> t = make<float>({97, 7}, 12, 3.0).transpose(0, 1);  // [7, 97]
+  const Tensor<float> t = random_values_as<float>({97, 7}, 12, 3.0).transpose(0, 1);  // [7, 97]
   require_close(loom::softmax(t, 1), ref_softmax(to_double(t), t.shape(), 1, false));
-  const Tensor<float> sl = make<float>({9, 225}, 13, 3.0).slice(1, 1, 225, 4);  // [9, 56]
+  const Tensor<float> sl = random_values_as<float>({9, 225}, 13, 3.0).slice(1, 1, 225, 4);  // [9, 56]
   require_close(loom::log_softmax(sl, -1), ref_softmax(to_double(sl), sl.shape(), 1, true));
-  const Tensor<float> e = make<float>({1, 7}, 14, 3.0).expand({97, 7});
+  const Tensor<float> e = random_values_as<float>({1, 7}, 14, 3.0).expand({97, 7});
   require_close(loom::softmax(e, 1), ref_softmax(to_double(e), e.shape(), 1, false));
   require_close(loom::softmax(e, 0), std::vector<double>(97 * 7, 1.0 / 97));
 }
@@ -202,7 +176,7 @@ TEST_CASE("softmax stays finite and exact on large-magnitude inputs", "[softmax]
   require_close(loom::softmax(xb, 0), {0.5, 0, 0.5});
 }
 
-TEST_CASE("softmax with -inf entries (masking); an all -inf line gives NaN as PyTorch", "[softmax]") {
+TEST_CASE("softmax with -inf entries (masking), an all -inf line gives NaN as PyTorch", "[softmax]") {
   const double inf = INFINITY;
   const Tensor<float> x = from_doubles<float>({2, 3}, {0.5, -inf, 0.5, -inf, -inf, -inf});
   const std::vector<float> y = loom::softmax(x, 1).to_vector();
@@ -240,18 +214,18 @@ TEST_CASE("softmax on long lines: masked entries give exactly 0, NaN and +inf po
     REQUIRE(std::isnan(ly[size_t(i)]));
   }
   // log_softmax backward through masked entries: exp(-inf) = 0, so their gradient is g itself.
-  const Tensor<float> g = make<float>({1, 37}, 62);
+  const Tensor<float> g = random_values_as<float>({1, 37}, 62);
   loom::log_softmax(x.narrow(0, 0, 1), 1).backward(g);
   const std::vector<float> gx = x.grad().to_vector(), gv = g.to_vector();
   for (int i : {2, 9, 20, 33}) REQUIRE(gx[size_t(i)] == gv[size_t(i)]);
 }
 
 TEST_CASE("softmax over one very long line (scratch buffers beyond their kept size)", "[softmax]") {
-  const Tensor<float> x = make<float>({100003}, 63, 8.0);
+  const Tensor<float> x = random_values_as<float>({100003}, 63, 8.0);
   const std::vector<double> xv = to_double(x);
   require_close(loom::softmax(x, 0), ref_softmax(xv, x.shape(), 0, false));
   require_close(loom::log_softmax(x, 0), ref_softmax(xv, x.shape(), 0, true));
-  const Tensor<bf16> xb = make<bf16>({2, 100003}, 64, 8.0).transpose(0, 1);  // strided lines of 100003
+  const Tensor<bf16> xb = random_values_as<bf16>({2, 100003}, 64, 8.0).transpose(0, 1);  // strided lines of 100003
   require_close(loom::softmax(xb, 0), ref_softmax(to_double(xb), xb.shape(), 0, false));
 }
 
@@ -260,15 +234,15 @@ TEST_CASE("softmax and log_softmax backward against the naive Jacobian", "[softm
     for (int dim = 0; dim < shape.size(); ++dim) {
       for (bool log : {false, true}) {
         INFO("shape " << shape << " dim " << dim << " log " << log);
-        Tensor<float> x = make<float>(shape, 21, 3.0);
+        Tensor<float> x = random_values_as<float>(shape, 21, 3.0);
         x.requires_grad_();
-        const Tensor<float> g = make<float>(shape, 22);
+        const Tensor<float> g = random_values_as<float>(shape, 22);
         const Tensor<float> y = log ? loom::log_softmax(x, dim) : loom::softmax(x, dim);
         y.backward(g);
         require_close(x.grad(), ref_softmax_backward(to_double(x), to_double(g), shape, dim, log));
-        Tensor<double> xd = make<double>(shape, 23, 3.0);
+        Tensor<double> xd = random_values_as<double>(shape, 23, 3.0);
         xd.requires_grad_();
-        const Tensor<double> gd = make<double>(shape, 24);
+        const Tensor<double> gd = random_values_as<double>(shape, 24);
         (log ? loom::log_softmax(xd, dim) : loom::softmax(xd, dim)).backward(gd);
         require_close(xd.grad(), ref_softmax_backward(to_double(xd), to_double(gd), shape, dim, log));
       }
@@ -277,33 +251,33 @@ TEST_CASE("softmax and log_softmax backward against the naive Jacobian", "[softm
 }
 
 TEST_CASE("softmax backward with a non-contiguous incoming gradient", "[softmax][grad]") {
-  Tensor<double> x = make<double>({5, 7}, 25, 2.0);
+  Tensor<double> x = random_values_as<double>({5, 7}, 25, 2.0);
   x.requires_grad_();
-  const Tensor<double> g = make<double>({7, 5}, 26).transpose(0, 1);  // [5, 7], strided
+  const Tensor<double> g = random_values_as<double>({7, 5}, 26).transpose(0, 1);  // [5, 7], strided
   loom::softmax(x, 1).backward(g);
   require_close(x.grad(), ref_softmax_backward(to_double(x), to_double(g), {5, 7}, 1, false));
   x.zero_grad();
-  const Tensor<double> g0 = make<double>({1, 7}, 27).expand({5, 7});  // stride 0
+  const Tensor<double> g0 = random_values_as<double>({1, 7}, 27).expand({5, 7});  // stride 0
   loom::log_softmax(x, 0).backward(g0);
   require_close(x.grad(), ref_softmax_backward(to_double(x), to_double(g0), {5, 7}, 0, true));
 }
 
 TEST_CASE("softmax and log_softmax gradcheck: each dim, non-contiguous and broadcast leaves", "[softmax][grad]") {
-  const Tensor<double> a = make<double>({3, 4, 5}, 31, 2.0).requires_grad_();
+  const Tensor<double> a = random_values_as<double>({3, 4, 5}, 31, 2.0).requires_grad_();
   for (int64_t d : {0, 1, -1}) {
     require_gradcheck([&](const auto& in) { return loom::softmax(in[0], d); }, {a});
     require_gradcheck([&](const auto& in) { return loom::log_softmax(in[0], d); }, {a});
   }
-  const Tensor<double> t = make<double>({6, 7}, 32, 2.0).transpose(0, 1).detach().requires_grad_();  // [7, 6]
+  const Tensor<double> t = random_values_as<double>({6, 7}, 32, 2.0).transpose(0, 1).detach().requires_grad_();  // [7, 6]
   require_gradcheck([](const auto& in) { return loom::softmax(in[0], 1); }, {t});
   require_gradcheck([](const auto& in) { return loom::log_softmax(in[0], 0); }, {t});
-  const Tensor<double> b = make<double>({1, 6}, 33, 2.0).requires_grad_();
+  const Tensor<double> b = random_values_as<double>({1, 6}, 33, 2.0).requires_grad_();
   require_gradcheck([](const auto& in) { return loom::softmax(in[0].expand({4, 6}), 1); }, {b});
   require_gradcheck([](const auto& in) { return loom::log_softmax(in[0].expand({4, 6}), 0); }, {b});
 }
 
 TEST_CASE("softmax errors name the op and the shape", "[softmax][errors]") {
-  const Tensor<float> x = make<float>({3, 4}, 41);
+  const Tensor<float> x = random_values_as<float>({3, 4}, 41);
   REQUIRE_THROWS_AS(loom::softmax(x, 2), loom::Error);
   REQUIRE_THROWS_WITH(loom::softmax(x, 2), Catch::Contains("softmax") && Catch::Contains("[3, 4]"));
   REQUIRE_THROWS_WITH(loom::log_softmax(x, -3), Catch::Contains("log_softmax") && Catch::Contains("[3, 4]"));
@@ -318,7 +292,7 @@ TEST_CASE("layer_norm forward: last dim(s), with and without weight/bias, odd si
     const std::vector<double> w = random_values(shape.back(), 51), b = random_values(shape.back(), 52);
     auto check = [&](auto tag) {
       using T = decltype(tag);
-      const Tensor<T> x = make<T>(shape, 53, 2.0, 0.5);
+      const Tensor<T> x = random_values_as<T>(shape, 53, 2.0, 0.5);
       const Tensor<T> wt = from_doubles<T>(norm, w), bt = from_doubles<T>(norm, b);
       const std::vector<double> xv = to_double(x), wv = to_double(wt), bv = to_double(bt);
       INFO("shape " << shape);
@@ -332,43 +306,43 @@ TEST_CASE("layer_norm forward: last dim(s), with and without weight/bias, odd si
     check(bf16{});
   }
   // Normalizing over the last two dims.
-  const Tensor<float> x = make<float>({3, 5, 7}, 54);
-  const Tensor<float> w = make<float>({5, 7}, 55), b = make<float>({5, 7}, 56);
+  const Tensor<float> x = random_values_as<float>({3, 5, 7}, 54);
+  const Tensor<float> w = random_values_as<float>({5, 7}, 55), b = random_values_as<float>({5, 7}, 56);
   require_close(loom::layer_norm(x, {5, 7}, w, b), ref_layer_norm(to_double(x), 35, to_double(w), to_double(b), 1e-5));
 }
 
 TEST_CASE("layer_norm of non-contiguous inputs, weight and bias", "[layer_norm]") {
-  const Tensor<double> x = make<double>({97, 7}, 61).transpose(0, 1);  // [7, 97]
-  const Tensor<double> w = make<double>({2 * 97}, 62).slice(0, 0, 2 * 97, 2);  // stride 2
-  const Tensor<double> b = make<double>({1}, 63).expand({97});                // stride 0
+  const Tensor<double> x = random_values_as<double>({97, 7}, 61).transpose(0, 1);  // [7, 97]
+  const Tensor<double> w = random_values_as<double>({2 * 97}, 62).slice(0, 0, 2 * 97, 2);  // stride 2
+  const Tensor<double> b = random_values_as<double>({1}, 63).expand({97});                // stride 0
   require_close(loom::layer_norm(x, {97}, w, b), ref_layer_norm(to_double(x), 97, to_double(w), to_double(b), 1e-5));
-  const Tensor<float> e = make<float>({1, 225}, 64).expand({3, 225});
+  const Tensor<float> e = random_values_as<float>({1, 225}, 64).expand({3, 225});
   require_close(loom::layer_norm(e, {225}), ref_layer_norm(to_double(e), 225, {}, {}, 1e-5));
 }
 
 TEST_CASE("layer_norm gradcheck: weight and bias as inputs, 1 and 2 normalized dims, non-contiguous", "[layer_norm][grad]") {
-  const Tensor<double> x = make<double>({4, 6}, 71, 2.0).requires_grad_();
-  const Tensor<double> w = make<double>({6}, 72).requires_grad_();
-  const Tensor<double> b = make<double>({6}, 73).requires_grad_();
+  const Tensor<double> x = random_values_as<double>({4, 6}, 71, 2.0).requires_grad_();
+  const Tensor<double> w = random_values_as<double>({6}, 72).requires_grad_();
+  const Tensor<double> b = random_values_as<double>({6}, 73).requires_grad_();
   require_gradcheck([](const auto& in) { return loom::layer_norm(in[0], {6}, in[1], in[2]); }, {x, w, b});
   require_gradcheck([](const auto& in) { return loom::layer_norm(in[0], {6}); }, {x});
   require_gradcheck([](const auto& in) { return loom::layer_norm(in[0], {6}, in[1]); }, {x, w});
   require_gradcheck([](const auto& in) { return loom::layer_norm(in[0], {6}, Tensor<double>(), in[1], 0.1); }, {x, b});
   // Only weight and bias require grad (a frozen input, as in a linear probe's head).
-  const Tensor<double> frozen = make<double>({4, 6}, 74);
+  const Tensor<double> frozen = random_values_as<double>({4, 6}, 74);
   require_gradcheck([&](const auto& in) { return loom::layer_norm(frozen, {6}, in[0], in[1]); }, {w, b});
   // Two normalized dims, non-contiguous leaves.
-  const Tensor<double> x3 = make<double>({5, 3, 2}, 75).permute({1, 2, 0}).detach().requires_grad_();  // [3, 2, 5]
-  const Tensor<double> w2 = make<double>({5, 2}, 76).transpose(0, 1).detach().requires_grad_();      // [2, 5]
-  const Tensor<double> b2 = make<double>({2, 5}, 77).requires_grad_();
+  const Tensor<double> x3 = random_values_as<double>({5, 3, 2}, 75).permute({1, 2, 0}).detach().requires_grad_();  // [3, 2, 5]
+  const Tensor<double> w2 = random_values_as<double>({5, 2}, 76).transpose(0, 1).detach().requires_grad_();      // [2, 5]
+  const Tensor<double> b2 = random_values_as<double>({2, 5}, 77).requires_grad_();
   require_gradcheck([](const auto& in) { return loom::layer_norm(in[0], {2, 5}, in[1], in[2]); }, {x3, w2, b2});
   // A broadcast input: one row expanded to 3, so its gradient sums the rows'.
-  const Tensor<double> row = make<double>({1, 6}, 78, 2.0).requires_grad_();
+  const Tensor<double> row = random_values_as<double>({1, 6}, 78, 2.0).requires_grad_();
   require_gradcheck([&](const auto& in) { return loom::layer_norm(in[0].expand({3, 6}), {6}, in[1], in[2]); },
                     {row, w, b});
   // One element per row: the output is the bias, x gets zero gradient.
-  const Tensor<double> x1 = make<double>({4, 1}, 79).requires_grad_();
-  const Tensor<double> w1 = make<double>({1}, 80).requires_grad_();
+  const Tensor<double> x1 = random_values_as<double>({4, 1}, 79).requires_grad_();
+  const Tensor<double> w1 = random_values_as<double>({1}, 80).requires_grad_();
   require_gradcheck([&](const auto& in) { return loom::layer_norm(in[0], {1}, in[1], in[1]); }, {x1, w1});
 }
 
@@ -408,11 +382,11 @@ TEST_CASE("layer_norm float and bf16 backward agree with the gradchecked double 
 TEST_CASE("layer_norm weight and bias gradients are bit-identical with 1 and 2 threads", "[layer_norm][determinism]") {
   const int previous = loom::num_threads();
   auto run = [] {
-    Tensor<float> x = make<float>({777, 97}, 91), w = make<float>({97}, 92), b = make<float>({97}, 93);
+    Tensor<float> x = random_values_as<float>({777, 97}, 91), w = random_values_as<float>({97}, 92), b = random_values_as<float>({97}, 93);
     x.requires_grad_();
     w.requires_grad_();
     b.requires_grad_();
-    loom::layer_norm(x, {97}, w, b).backward(make<float>({777, 97}, 94));
+    loom::layer_norm(x, {97}, w, b).backward(random_values_as<float>({777, 97}, 94));
     return std::vector<std::vector<float>>{x.grad().to_vector(), w.grad().to_vector(), b.grad().to_vector()};
   };
   loom::set_num_threads(1);
@@ -425,7 +399,7 @@ TEST_CASE("layer_norm weight and bias gradients are bit-identical with 1 and 2 t
 }
 
 TEST_CASE("layer_norm errors name the shapes", "[layer_norm][errors]") {
-  const Tensor<float> x = make<float>({2, 3, 4}, 95);
+  const Tensor<float> x = random_values_as<float>({2, 3, 4}, 95);
   REQUIRE_THROWS_AS(loom::layer_norm(x, {5}), loom::Error);
   REQUIRE_THROWS_WITH(loom::layer_norm(x, {5}),
                       Catch::Contains("layer_norm") && Catch::Contains("[5]") && Catch::Contains("[2, 3, 4]"));
@@ -447,7 +421,7 @@ TEST_CASE("gelu forward, erf and tanh forms, float/double/bf16, odd sizes", "[ge
     for (GeluApprox a : {GeluApprox::none, GeluApprox::tanh}) {
       auto check = [&](auto tag) {
         using T = decltype(tag);
-        const Tensor<T> x = make<T>(shape, 201, 6.0);
+        const Tensor<T> x = random_values_as<T>(shape, 201, 6.0);
         std::vector<double> ref;
         for (double v : to_double(x)) ref.push_back(ref_gelu(v, a));
         const Tensor<T> y = loom::gelu(x, a);
@@ -462,8 +436,8 @@ TEST_CASE("gelu forward, erf and tanh forms, float/double/bf16, odd sizes", "[ge
 }
 
 TEST_CASE("gelu of non-contiguous inputs and extreme values", "[gelu]") {
-  const Tensor<float> t = make<float>({97, 7}, 202, 5.0).transpose(0, 1);
-  const Tensor<float> e = make<float>({1, 7}, 203, 5.0).expand({9, 7});
+  const Tensor<float> t = random_values_as<float>({97, 7}, 202, 5.0).transpose(0, 1);
+  const Tensor<float> e = random_values_as<float>({1, 7}, 203, 5.0).expand({9, 7});
   for (GeluApprox a : {GeluApprox::none, GeluApprox::tanh}) {
     for (const Tensor<float>& x : {t, e, t.slice(1, 0, 97, 3)}) {
       std::vector<double> ref;
@@ -527,9 +501,9 @@ TEST_CASE("gelu backward matches the analytic derivative, float/double/bf16", "[
   for (GeluApprox a : {GeluApprox::none, GeluApprox::tanh}) {
     auto check = [&](auto tag) {
       using T = decltype(tag);
-      Tensor<T> x = make<T>({225}, 211, 6.0);
+      Tensor<T> x = random_values_as<T>({225}, 211, 6.0);
       x.requires_grad_();
-      const Tensor<T> g = make<T>({225}, 212);
+      const Tensor<T> g = random_values_as<T>({225}, 212);
       loom::gelu(x, a).backward(g);
       const std::vector<double> xv = to_double(x), gv = to_double(g);
       std::vector<double> ref;
@@ -543,9 +517,9 @@ TEST_CASE("gelu backward matches the analytic derivative, float/double/bf16", "[
 }
 
 TEST_CASE("gelu gradcheck, both forms, non-contiguous and broadcast leaves", "[gelu][grad]") {
-  const Tensor<double> a = make<double>({4, 6}, 221, 4.0).requires_grad_();
-  const Tensor<double> t = make<double>({6, 5}, 222, 4.0).transpose(0, 1).detach().requires_grad_();
-  const Tensor<double> b = make<double>({1, 6}, 223, 4.0).requires_grad_();
+  const Tensor<double> a = random_values_as<double>({4, 6}, 221, 4.0).requires_grad_();
+  const Tensor<double> t = random_values_as<double>({6, 5}, 222, 4.0).transpose(0, 1).detach().requires_grad_();
+  const Tensor<double> b = random_values_as<double>({1, 6}, 223, 4.0).requires_grad_();
   for (GeluApprox approx : {GeluApprox::none, GeluApprox::tanh}) {
     require_gradcheck([&](const auto& in) { return loom::gelu(in[0], approx); }, {a});
     require_gradcheck([&](const auto& in) { return loom::gelu(in[0], approx); }, {t});
@@ -554,7 +528,7 @@ TEST_CASE("gelu gradcheck, both forms, non-contiguous and broadcast leaves", "[g
 }
 
 TEST_CASE("gelu errors", "[gelu][errors]") {
-  const Tensor<float> x = make<float>({2, 3}, 231);
+  const Tensor<float> x = random_values_as<float>({2, 3}, 231);
   REQUIRE_THROWS_AS(loom::gelu(x, GeluApprox(7)), loom::Error);
   REQUIRE_THROWS_WITH(loom::gelu(x, GeluApprox(7)), Catch::Contains("gelu") && Catch::Contains("[2, 3]"));
   REQUIRE_THROWS_AS(loom::gelu(Tensor<float>()), loom::Error);
@@ -564,9 +538,9 @@ TEST_CASE("gelu errors", "[gelu][errors]") {
 
 TEST_CASE("a transformer-style chain gradchecks end to end", "[nn_ops][grad]") {
   // layer_norm -> gelu -> softmax -> mean: the MLP/attention building blocks composed.
-  const Tensor<double> x = make<double>({3, 5}, 241, 2.0).requires_grad_();
-  const Tensor<double> w = make<double>({5}, 242).requires_grad_();
-  const Tensor<double> b = make<double>({5}, 243).requires_grad_();
+  const Tensor<double> x = random_values_as<double>({3, 5}, 241, 2.0).requires_grad_();
+  const Tensor<double> w = random_values_as<double>({5}, 242).requires_grad_();
+  const Tensor<double> b = random_values_as<double>({5}, 243).requires_grad_();
   require_gradcheck(
       [](const auto& in) {
         const Tensor<double> h = loom::gelu(loom::layer_norm(in[0], {5}, in[1], in[2]), GeluApprox::tanh);

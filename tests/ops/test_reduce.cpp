@@ -9,40 +9,21 @@
 #include "loom/autograd/gradcheck.hpp"
 #include "loom/ops/reduce.hpp"
 #include "support/check.hpp"
+#include "support/gradcheck.hpp"
+#include "support/random.hpp"
 
 using loom::bf16;
 using loom::Shape;
 using loom::Tensor;
+using loom::test::from_doubles;
+using loom::test::random_values;
+using loom::test::random_values_as;
 using loom::test::require_close;
+using loom::test::require_gradcheck;
 using loom::test::to_double;
 using loom::test::tol_for;
 
 namespace {
-
-// Deterministic values in [-1, 1) from a small LCG (independent of anything in loom).
-std::vector<double> random_values(int64_t n, uint64_t seed) {
-  std::vector<double> v(static_cast<size_t>(n));
-  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (double& x : v) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    x = double(s >> 11) / double(1ull << 53) * 2.0 - 1.0;
-  }
-  return v;
-}
-
-template <class T>
-Tensor<T> make(const Shape& shape, uint64_t seed, double scale = 1.0) {
-  std::vector<T> values;
-  for (double d : random_values(shape.numel(), seed)) values.push_back(T(loom::compute_t<T>(d * scale)));
-  return Tensor<T>::from_vector(shape, values);
-}
-
-template <class T>
-Tensor<T> from_doubles(const Shape& shape, const std::vector<double>& v) {
-  std::vector<T> values;
-  for (double d : v) values.push_back(T(loom::compute_t<T>(d)));
-  return Tensor<T>::from_vector(shape, values);
-}
 
 // ---- the naive reference: walk every input element in row-major order -------------------------
 
@@ -155,16 +136,9 @@ std::vector<double> index_values(const Tensor<I>& t) {
   return out;
 }
 
-void require_gradcheck(const loom::autograd::GradcheckFn& f, const std::vector<Tensor<double>>& inputs,
-                       const loom::autograd::GradcheckOptions& opt = {}) {
-  const auto result = loom::autograd::gradcheck(f, inputs, opt);
-  INFO(result.message);
-  REQUIRE(result.ok);
-}
-
 template <class T>
 void check_sum_mean_each_dim(const Shape& shape) {
-  const Tensor<T> x = make<T>(shape, 3 + uint64_t(shape.numel()));
+  const Tensor<T> x = random_values_as<T>(shape, 3 + uint64_t(shape.numel()));
   const std::vector<double> xv = to_double(x);
   for (int64_t d = -shape.size(); d < shape.size(); ++d) {
     for (bool keep : {false, true}) {
@@ -194,7 +168,7 @@ TEST_CASE("sum and mean over each dim, odd sizes, keepdim both ways, negative di
 
 TEST_CASE("sum and mean over several dims and over all elements", "[reduce]") {
   const Shape shape{3, 7, 5, 2};
-  const Tensor<float> x = make<float>(shape, 7);
+  const Tensor<float> x = random_values_as<float>(shape, 7);
   const std::vector<double> xv = to_double(x);
   for (const std::vector<int64_t>& dims : {std::vector<int64_t>{0, 2}, {-1, 1}, {3, 0, 1}, {0, 1, 2, 3}, {}}) {
     for (bool keep : {false, true}) {
@@ -216,21 +190,21 @@ TEST_CASE("sum and mean over several dims and over all elements", "[reduce]") {
 }
 
 TEST_CASE("sum and mean of non-contiguous inputs: permuted, transposed, sliced, expanded", "[reduce]") {
-  const Tensor<double> base = make<double>({5, 7, 3}, 9);
+  const Tensor<double> base = random_values_as<double>({5, 7, 3}, 9);
   const Tensor<double> permuted = base.permute({2, 0, 1});  // [3, 5, 7]
   for (const std::vector<int64_t>& dims : {std::vector<int64_t>{0}, {1}, {2}, {0, 2}, {1, 2}, {}}) {
     require_close(loom::sum(permuted, dims), ref_sum(to_double(permuted), permuted.shape(), dims));
     require_close(loom::mean(permuted, dims, true), ref_mean(to_double(permuted), permuted.shape(), dims));
   }
-  const Tensor<float> t = make<float>({97, 7}, 4).transpose(0, 1);  // [7, 97]
+  const Tensor<float> t = random_values_as<float>({97, 7}, 4).transpose(0, 1);  // [7, 97]
   require_close(loom::sum(t, {1}), ref_sum(to_double(t), t.shape(), {1}));
   require_close(loom::sum(t, {0}), ref_sum(to_double(t), t.shape(), {0}));
-  const Tensor<float> sliced = make<float>({9, 225}, 5).slice(0, 1, 9, 3).slice(1, 0, 225, 2);  // [3, 113]
+  const Tensor<float> sliced = random_values_as<float>({9, 225}, 5).slice(0, 1, 9, 3).slice(1, 0, 225, 2);  // [3, 113]
   require_close(loom::sum(sliced, {1}), ref_sum(to_double(sliced), sliced.shape(), {1}));
   require_close(loom::mean(sliced, {0}), ref_mean(to_double(sliced), sliced.shape(), {0}));
   // Stride-0 (expanded) inputs, along the reduced dim and along the kept dim.
-  const Tensor<float> rows = make<float>({1, 7}, 6).expand({97, 7});
-  const Tensor<float> cols = make<float>({97, 1}, 8).expand({97, 7});
+  const Tensor<float> rows = random_values_as<float>({1, 7}, 6).expand({97, 7});
+  const Tensor<float> cols = random_values_as<float>({97, 1}, 8).expand({97, 7});
   for (int64_t d : {0, 1}) {
     require_close(loom::sum(rows, {d}), ref_sum(to_double(rows), rows.shape(), {d}));
     require_close(loom::sum(cols, {d}), ref_sum(to_double(cols), cols.shape(), {d}));
@@ -240,13 +214,13 @@ TEST_CASE("sum and mean of non-contiguous inputs: permuted, transposed, sliced, 
 
 TEST_CASE("sum of large tensors: several chunks in row and column order", "[reduce]") {
   // 100000 elements: the all-reduce is split into chunks merged in order.
-  const Tensor<float> big = make<float>({100000}, 12);
+  const Tensor<float> big = random_values_as<float>({100000}, 12);
   require_close(loom::sum(big), ref_sum(to_double(big), big.shape(), {}));
   // [1100, 70] over dim 0: outputs are neighbours in memory (column blocks of 64 + 6), 3 chunks.
-  const Tensor<float> wide = make<float>({1100, 70}, 13);
+  const Tensor<float> wide = random_values_as<float>({1100, 70}, 13);
   require_close(loom::sum(wide, {0}), ref_sum(to_double(wide), wide.shape(), {0}));
   require_close(loom::mean(wide, {0}, true), ref_mean(to_double(wide), wide.shape(), {0}));
-  const Tensor<bf16> wide_bf16 = make<bf16>({1100, 70}, 14);
+  const Tensor<bf16> wide_bf16 = random_values_as<bf16>({1100, 70}, 14);
   require_close(loom::sum(wide_bf16, {0}), ref_sum(to_double(wide_bf16), wide_bf16.shape(), {0}));
 }
 
@@ -259,7 +233,7 @@ TEST_CASE("sum and mean of empty inputs follow PyTorch (0 and NaN)", "[reduce]")
 }
 
 TEST_CASE("sum and mean backward broadcast the gradient back", "[reduce][grad]") {
-  Tensor<float> x = make<float>({3, 4}, 2);
+  Tensor<float> x = random_values_as<float>({3, 4}, 2);
   x.requires_grad_();
   const Tensor<float> s = loom::sum(x, {0});  // [4]
   s.backward(Tensor<float>::from_vector({4}, std::vector<float>{1, 2, 3, 4}));
@@ -268,25 +242,25 @@ TEST_CASE("sum and mean backward broadcast the gradient back", "[reduce][grad]")
   x.zero_grad();
   loom::mean(x, {1}, true).backward(Tensor<float>::from_vector({3, 1}, std::vector<float>{4, 8, 12}));
   require_close(x.grad(), {1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3});
-  Tensor<bf16> xb = make<bf16>({7, 3}, 2);
+  Tensor<bf16> xb = random_values_as<bf16>({7, 3}, 2);
   xb.requires_grad_();
   loom::sum(xb).backward();
   require_close(xb.grad(), std::vector<double>(21, 1.0));
 }
 
 TEST_CASE("sum and mean gradcheck: dims, keepdim, non-contiguous and broadcast leaves", "[reduce][grad]") {
-  const Tensor<double> a = make<double>({3, 4, 5}, 21).requires_grad_();
+  const Tensor<double> a = random_values_as<double>({3, 4, 5}, 21).requires_grad_();
   for (const std::vector<int64_t>& dims : {std::vector<int64_t>{1}, {0, 2}, {-1}, {}}) {
     for (bool keep : {false, true}) {
       require_gradcheck([&](const auto& in) { return loom::sum(in[0], dims, keep); }, {a});
       require_gradcheck([&](const auto& in) { return loom::mean(in[0], dims, keep); }, {a});
     }
   }
-  const Tensor<double> t = make<double>({5, 7}, 22).transpose(0, 1).detach().requires_grad_();  // [7, 5]
+  const Tensor<double> t = random_values_as<double>({5, 7}, 22).transpose(0, 1).detach().requires_grad_();  // [7, 5]
   require_gradcheck([](const auto& in) { return loom::sum(in[0], {0}); }, {t});
   require_gradcheck([](const auto& in) { return loom::mean(in[0], {1}, true); }, {t});
   // A broadcast input: the leaf [1, 5] is expanded to [4, 5] before the reduction.
-  const Tensor<double> b = make<double>({1, 5}, 23).requires_grad_();
+  const Tensor<double> b = random_values_as<double>({1, 5}, 23).requires_grad_();
   require_gradcheck([](const auto& in) { return loom::sum(in[0].expand({4, 5}), {0}); }, {b});
   require_gradcheck([](const auto& in) { return loom::mean(in[0].expand({4, 5}), {1}); }, {b});
 }
@@ -295,9 +269,9 @@ TEST_CASE("sum and mean gradcheck: dims, keepdim, non-contiguous and broadcast l
 
 TEST_CASE("var and stddev: unbiased and biased, dims, keepdim, odd sizes", "[reduce][var]") {
   for (const Shape& shape : {Shape{7}, Shape{97}, Shape{225}, Shape{7, 97}, Shape{5, 3, 7}}) {
-    const Tensor<float> x = make<float>(shape, 31, 3.0);
-    const Tensor<double> xd = make<double>(shape, 32, 3.0);
-    const Tensor<bf16> xb = make<bf16>(shape, 33, 3.0);
+    const Tensor<float> x = random_values_as<float>(shape, 31, 3.0);
+    const Tensor<double> xd = random_values_as<double>(shape, 32, 3.0);
+    const Tensor<bf16> xb = random_values_as<bf16>(shape, 33, 3.0);
     std::vector<std::vector<int64_t>> dim_lists{{}, {-1}, {0}};
     if (shape.size() == 3) dim_lists.push_back({0, 2});
     for (const auto& dims : dim_lists) {
@@ -327,15 +301,15 @@ TEST_CASE("var of a large offset keeps precision (two-pass in double)", "[reduce
 }
 
 TEST_CASE("var and stddev of non-contiguous inputs", "[reduce][var]") {
-  const Tensor<double> p = make<double>({4, 7, 3}, 34).permute({1, 2, 0});  // [7, 3, 4]
+  const Tensor<double> p = random_values_as<double>({4, 7, 3}, 34).permute({1, 2, 0});  // [7, 3, 4]
   for (const std::vector<int64_t>& dims : {std::vector<int64_t>{0}, {2}, {0, 1}, {}}) {
     require_close(loom::var(p, dims), ref_var(to_double(p), p.shape(), dims, true, false));
     require_close(loom::stddev(p, dims, false), ref_var(to_double(p), p.shape(), dims, false, true));
   }
-  const Tensor<float> e = make<float>({1, 97}, 35).expand({7, 97});
+  const Tensor<float> e = random_values_as<float>({1, 97}, 35).expand({7, 97});
   require_close(loom::var(e, {0}), std::vector<double>(97, 0.0));
   require_close(loom::var(e, {1}), ref_var(to_double(e), e.shape(), {1}, true, false));
-  const Tensor<float> wide = make<float>({1100, 70}, 36);  // column blocks, several chunks
+  const Tensor<float> wide = random_values_as<float>({1100, 70}, 36);  // column blocks, several chunks
   require_close(loom::var(wide, {0}), ref_var(to_double(wide), wide.shape(), {0}, true, false));
 }
 
@@ -359,8 +333,8 @@ TEST_CASE("stddev backward is 0 where the std is 0 (as PyTorch)", "[reduce][var]
 }
 
 TEST_CASE("var and stddev gradcheck, including non-contiguous leaves", "[reduce][var][grad]") {
-  const Tensor<double> a = make<double>({3, 4, 5}, 37).requires_grad_();
-  const Tensor<double> t = make<double>({5, 6}, 38).transpose(0, 1).detach().requires_grad_();  // [6, 5]
+  const Tensor<double> a = random_values_as<double>({3, 4, 5}, 37).requires_grad_();
+  const Tensor<double> t = random_values_as<double>({5, 6}, 38).transpose(0, 1).detach().requires_grad_();  // [6, 5]
   for (bool unbiased : {true, false}) {
     for (const std::vector<int64_t>& dims : {std::vector<int64_t>{1}, {0, 2}, {}}) {
       require_gradcheck([&](const auto& in) { return loom::var(in[0], dims, unbiased); }, {a});
@@ -369,12 +343,12 @@ TEST_CASE("var and stddev gradcheck, including non-contiguous leaves", "[reduce]
     require_gradcheck([&](const auto& in) { return loom::var(in[0], {0}, unbiased); }, {t});
     require_gradcheck([&](const auto& in) { return loom::stddev(in[0], {1}, unbiased); }, {t});
   }
-  const Tensor<double> b = make<double>({1, 5}, 39).requires_grad_();
+  const Tensor<double> b = random_values_as<double>({1, 5}, 39).requires_grad_();
   require_gradcheck([](const auto& in) { return loom::var(in[0].expand({4, 5}), {1}); }, {b});
 }
 
 TEST_CASE("stddev backward refuses a saved input modified in place", "[reduce][var][grad]") {
-  Tensor<double> leaf = make<double>({3, 4}, 40).requires_grad_();
+  Tensor<double> leaf = random_values_as<double>({3, 4}, 40).requires_grad_();
   const Tensor<double> x = loom::sum(leaf.unsqueeze(0), {0});  // a non-leaf copy of leaf, [3, 4]
   const Tensor<double> s1 = loom::sum(loom::stddev(x, {1}));
   const Tensor<double> s2 = loom::sum(loom::stddev(x, {1}));
@@ -390,8 +364,8 @@ TEST_CASE("stddev backward refuses a saved input modified in place", "[reduce][v
 
 TEST_CASE("max and min over a dim: values and first-occurrence indices", "[reduce][max]") {
   for (const Shape& shape : {Shape{1}, Shape{7}, Shape{225}, Shape{7, 97}, Shape{97, 7}, Shape{3, 1, 5}}) {
-    const Tensor<float> x = make<float>(shape, 51);
-    const Tensor<bf16> xb = make<bf16>(shape, 52);
+    const Tensor<float> x = random_values_as<float>(shape, 51);
+    const Tensor<bf16> xb = random_values_as<bf16>(shape, 52);
     for (int64_t d = -shape.size(); d < shape.size(); ++d) {
       for (bool keep : {false, true}) {
         INFO("shape " << shape << " dim " << d << " keepdim " << keep);
@@ -483,13 +457,13 @@ TEST_CASE("max, min and amax on long contiguous lines: ties, NaN and infinities"
 }
 
 TEST_CASE("max, argmax and amax of non-contiguous and integer inputs", "[reduce][max]") {
-  const Tensor<double> p = make<double>({4, 7, 5}, 55).permute({2, 0, 1});  // [5, 4, 7]
+  const Tensor<double> p = random_values_as<double>({4, 7, 5}, 55).permute({2, 0, 1});  // [5, 4, 7]
   for (int64_t d : {0, 1, 2}) {
     const RefExtreme r = ref_extreme(to_double(p), p.shape(), {d}, true);
     require_close(loom::max(p, d).values, r.values);
     require_close(index_values(loom::argmax(p, d)), r.indices, {0, 0});
   }
-  const Tensor<float> e = make<float>({1, 7}, 56).expand({97, 7});  // all rows tie: index 0
+  const Tensor<float> e = random_values_as<float>({1, 7}, 56).expand({97, 7});  // all rows tie: index 0
   require_close(index_values(loom::max(e, 0).indices), std::vector<double>(7, 0.0), {0, 0});
   const Tensor<int64_t> ints = Tensor<int64_t>::from_vector({2, 3}, std::vector<int64_t>{4, 9, 9, -2, -7, 0});
   require_close(index_values(loom::argmax(ints, 1)), {1, 2}, {0, 0});
@@ -497,7 +471,7 @@ TEST_CASE("max, argmax and amax of non-contiguous and integer inputs", "[reduce]
   require_close(index_values(loom::amin(ints)), {-7}, {0, 0});
   REQUIRE(loom::argmax(ints).item() == 1);  // flat index of the first 9
   REQUIRE(loom::argmin(ints).item() == 4);
-  const Tensor<float> t = make<float>({5, 9}, 57).transpose(0, 1);  // flat argmax follows the view's order
+  const Tensor<float> t = random_values_as<float>({5, 9}, 57).transpose(0, 1);  // flat argmax follows the view's order
   const std::vector<double> tv = to_double(t);
   int64_t best = 0;
   for (size_t i = 1; i < tv.size(); ++i)
@@ -518,14 +492,14 @@ TEST_CASE("max and min backward: the gradient goes to the returned (first) index
 }
 
 TEST_CASE("max and min gradcheck, including non-contiguous leaves", "[reduce][max][grad]") {
-  const Tensor<double> a = make<double>({3, 4, 5}, 58).requires_grad_();
+  const Tensor<double> a = random_values_as<double>({3, 4, 5}, 58).requires_grad_();
   for (int64_t d : {0, 1, -1}) {
     for (bool keep : {false, true}) {
       require_gradcheck([&](const auto& in) { return loom::max(in[0], d, keep).values; }, {a});
       require_gradcheck([&](const auto& in) { return loom::min(in[0], d, keep).values; }, {a});
     }
   }
-  const Tensor<double> t = make<double>({6, 7}, 59).transpose(0, 1).detach().requires_grad_();  // [7, 6]
+  const Tensor<double> t = random_values_as<double>({6, 7}, 59).transpose(0, 1).detach().requires_grad_();  // [7, 6]
   require_gradcheck([](const auto& in) { return loom::max(in[0], 1).values; }, {t});
   require_gradcheck([](const auto& in) { return loom::min(in[0], 0).values; }, {t});
 }
@@ -534,8 +508,8 @@ TEST_CASE("max and min gradcheck, including non-contiguous leaves", "[reduce][ma
 
 TEST_CASE("amax and amin over several dims and over all", "[reduce][amax]") {
   const Shape shape{3, 7, 5};
-  const Tensor<float> x = make<float>(shape, 61);
-  const Tensor<double> p = make<double>({7, 5, 3}, 62).permute({2, 0, 1});  // [3, 7, 5], non-contiguous
+  const Tensor<float> x = random_values_as<float>(shape, 61);
+  const Tensor<double> p = random_values_as<double>({7, 5, 3}, 62).permute({2, 0, 1});  // [3, 7, 5], non-contiguous
   for (const std::vector<int64_t>& dims : {std::vector<int64_t>{0}, {1, 2}, {-1, 0}, {}}) {
     for (bool keep : {false, true}) {
       const Tensor<float> mx = loom::amax(x, dims, keep);
@@ -571,19 +545,19 @@ TEST_CASE("amax and amin split the gradient evenly among ties", "[reduce][amax][
 }
 
 TEST_CASE("amax and amin gradcheck (no ties), including a non-contiguous leaf", "[reduce][amax][grad]") {
-  const Tensor<double> a = make<double>({3, 4, 5}, 63).requires_grad_();
+  const Tensor<double> a = random_values_as<double>({3, 4, 5}, 63).requires_grad_();
   for (const std::vector<int64_t>& dims : {std::vector<int64_t>{1}, {0, 2}, {}}) {
     require_gradcheck([&](const auto& in) { return loom::amax(in[0], dims); }, {a});
     require_gradcheck([&](const auto& in) { return loom::amin(in[0], dims, true); }, {a});
   }
-  const Tensor<double> t = make<double>({5, 6}, 64).transpose(0, 1).detach().requires_grad_();
+  const Tensor<double> t = random_values_as<double>({5, 6}, 64).transpose(0, 1).detach().requires_grad_();
   require_gradcheck([](const auto& in) { return loom::amax(in[0], {0}); }, {t});
 }
 
 // ---- errors ---------------------------------------------------------------------------------------
 
 TEST_CASE("reductions reject bad dims and empty extremes, naming the shape", "[reduce][errors]") {
-  const Tensor<float> x = make<float>({3, 4}, 71);
+  const Tensor<float> x = random_values_as<float>({3, 4}, 71);
   REQUIRE_THROWS_AS(loom::sum(x, {2}), loom::Error);
   REQUIRE_THROWS_WITH(loom::sum(x, {2}), Catch::Contains("sum") && Catch::Contains("[3, 4]") &&
                                              Catch::Contains("out of range"));
@@ -608,7 +582,7 @@ TEST_CASE("reductions reject bad dims and empty extremes, naming the shape", "[r
 
 TEST_CASE("float reductions are bit-identical with 1 and 2 threads", "[reduce][determinism]") {
   const int previous = loom::num_threads();
-  const Tensor<float> x = make<float>({2048, 1025}, 81, 100.0);  // 2.1M elements
+  const Tensor<float> x = random_values_as<float>({2048, 1025}, 81, 100.0);  // 2.1M elements
   auto run_all = [&] {
     std::vector<std::vector<float>> r;
     r.push_back(loom::sum(x).to_vector());

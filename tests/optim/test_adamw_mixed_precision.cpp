@@ -70,7 +70,7 @@ TEST_CASE("AdamW on bf16 parameters: fp32 master weights accumulate sub-ulp step
   }
 }
 
-TEST_CASE("AdamW on bf16 parameters: an outside write re-seeds the master copy; a loaded master is kept",
+TEST_CASE("AdamW on bf16 parameters: an outside write re-seeds the master copy, a loaded master is kept",
           "[optim][adamw][bf16]") {
   Tensor<bf16> p = Tensor<bf16>::from_vector({2}, std::vector<bf16>{bf16(1.0f), bf16(2.0f)});
   p.requires_grad_();

@@ -67,6 +67,11 @@ std::vector<double> to_double(const Tensor<T, Dev>& t) {
   return out;
 }
 
+template <class T>
+std::vector<double> to_double(const std::vector<T>& v) {
+  return {v.begin(), v.end()};
+}
+
 template <class T, class Dev>
 void require_close(const Tensor<T, Dev>& ours, const std::vector<double>& ref, Tol tol = tol_for<T>()) {
   const std::string report = compare(to_double(ours), ref, tol);

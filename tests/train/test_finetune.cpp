@@ -21,6 +21,8 @@
 #include "loom/nn/checkpoint.hpp"
 #include "loom/ops/elementwise.hpp"
 #include "support/check.hpp"
+#include "support/temp_dir.hpp"
+#include "train/trainer_cli.hpp"
 
 namespace {
 
@@ -198,44 +200,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using loom::json::Value;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("loom_test_finetune_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-struct CliRun {
-  int code;
-  std::string out, err;
-};
-
-template <class Main>
-CliRun run_main(Main main, const char* program, std::vector<std::string> args) {
-  args.insert(args.begin(), program);
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  const int code = main(int(argv.size()), argv.data(), out, err);
-  return {code, out.str(), err.str()};
-}
-CliRun finetune(std::vector<std::string> args) {
-  return run_main([](int c, const char* const* v, std::ostream& o, std::ostream& e) { return loom::train::finetune_multilabel_main(c, v, o, e); },
-                  "finetune_multilabel", std::move(args));
-}
-CliRun pretrain(std::vector<std::string> args) {
-  return run_main([](int c, const char* const* v, std::ostream& o, std::ostream& e) { return loom::train::mae_pretrain_main(c, v, o, e); },
-                  "mae_pretrain", std::move(args));
-}
+using loom::test::CliRun;
+using loom::test::finetune;
+using loom::test::pretrain;
+using loom::test::read_jsonl;
+using loom::test::TempDir;
 
 // Tiny synthetic data (16x16, patch 4) and model, so that a run takes a second or two.
 const std::string kTinyData = "synthetic:train=96,val=48,test=40,clouds=0";
@@ -247,14 +216,6 @@ std::vector<std::string> tiny_finetune(const std::string& out, std::vector<std::
   return args;
 }
 
-std::vector<Value> read_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<Value> out;
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(loom::json::parse(line));
-  return out;
-}
 Value read_json(const std::string& path) { return loom::train::read_json_file(path); }
 
 // predictions.csv: names and the probability rows (header checked against the class names).
@@ -282,7 +243,7 @@ CsvPredictions read_predictions(const std::string& path, const std::vector<std::
 
 }  // namespace
 
-TEST_CASE("finetune_multilabel: fine-tuning beats the initial model; the report equals the metrics of the saved predictions",
+TEST_CASE("finetune_multilabel: fine-tuning beats the initial model, the report equals the metrics of the saved predictions",
           "[finetune][trainer]") {
   TempDir dir;
   const CliRun r = finetune(tiny_finetune(dir.path.string(), {"--epochs", "12", "--blr", "0.05", "--drop-path", "0",
@@ -291,29 +252,29 @@ TEST_CASE("finetune_multilabel: fine-tuning beats the initial model; the report 
   REQUIRE(r.code == 0);
   for (const char* f : {"config.json", "label_subset.txt", "metrics.jsonl", "best.safetensors", "best.json", "last.safetensors",
                         "report.json", "report.md", "per_class_ap.png", "val_report.json", "predictions.csv"})
-    CHECK(fs::exists(dir / f));
+    CHECK(fs::exists(dir.file(f)));
 
   // Validation mAP: the step-0 record is the untrained model; the best must be higher. With a
   // head initialized near zero, an untrained model ranks at chance (micro AP near the positive
   // rate), and the synthetic classes are learnable within 72 steps.
   std::vector<double> val;
-  for (const Value& rec : read_jsonl(dir / "metrics.jsonl"))
+  for (const Value& rec : read_jsonl(dir.file("metrics.jsonl")))
     if (rec["split"].as_string() == "val") val.push_back(rec["map_micro"].as_number());
   REQUIRE(val.size() == 13);  // step 0 and each of 12 epochs
   const double best = *std::max_element(val.begin(), val.end());
   CHECK(best > val[0] + 0.05);
-  CHECK(read_json(dir / "best.json")["val"]["map_micro"].as_number() == best);
+  CHECK(read_json(dir.file("best.json"))["val"]["map_micro"].as_number() == best);
 
   // report.json: the required keys, and their values equal the metrics functions applied to
   // predictions.csv with the test split's labels.
-  const Value report = read_json(dir / "report.json");
+  const Value report = read_json(dir.file("report.json"));
   for (const char* k : {"map_micro", "map_macro", "map_micro_batchavg", "precision_weighted", "recall_weighted",
                         "f1_weighted", "f1_micro", "f1_macro", "per_class_ap", "split", "samples"})
     CHECK(report.contains(k));
   CHECK(report["split"].as_string() == "test");
   const auto test = loom::data::open_dataset("synthetic:train=96,val=48,test=40,clouds=0,size=16,split=test");
   const std::vector<std::string> classes = test->class_names();
-  const CsvPredictions p = read_predictions(dir / "predictions.csv", classes);
+  const CsvPredictions p = read_predictions(dir.file("predictions.csv"), classes);
   const size_t n = p.names.size(), c = classes.size();
   REQUIRE(int64_t(n) == test->size());
   CHECK(report["samples"].as_int() == int64_t(n));
@@ -341,19 +302,19 @@ TEST_CASE("finetune_multilabel: fine-tuning beats the initial model; the report 
 
   SECTION("--evaluate scores the best checkpoint on any spec with the same report") {
     TempDir eval_dir;
-    const CliRun e = finetune({"--evaluate", "--checkpoint", dir / "best.safetensors", "--data",
+    const CliRun e = finetune({"--evaluate", "--checkpoint", dir.file("best.safetensors"), "--data",
                                "synthetic:train=96,val=48,test=40,clouds=0,split=test", "--out", eval_dir.path.string(),
                                "--batch-size", "16", "--threads", "1", "--quiet", "--save-predictions"});
     INFO(e.err);
     REQUIRE(e.code == 0);
-    const Value again = read_json(eval_dir / "report.json");
+    const Value again = read_json(eval_dir.file("report.json"));
     for (const char* k : {"map_micro", "map_macro", "map_micro_batchavg", "f1_weighted", "f1_micro", "f1_macro"})
       CHECK(again[k].as_number() == report[k].as_number());
-    CHECK(fs::exists(eval_dir / "per_class_ap.png"));
-    CHECK(fs::exists(eval_dir / "report.md"));
+    CHECK(fs::exists(eval_dir.file("per_class_ap.png")));
+    CHECK(fs::exists(eval_dir.file("report.md")));
   }
   SECTION("checkpoints store the patch embeddings in timm's conv shape") {
-    const auto best = io::SafetensorsFile::open(dir / "best.safetensors");
+    const auto best = io::SafetensorsFile::open(dir.file("best.safetensors"));
     CHECK(best.info("patch_embed.s1.proj.weight").shape == std::vector<int64_t>{32, 2, 4, 4});
     CHECK(best.info("patch_embed.s2.proj.weight").shape == std::vector<int64_t>{32, 12, 4, 4});
     CHECK_FALSE(best.contains("norm.weight"));  // avg pool: timm's norm is an Identity
@@ -367,13 +328,13 @@ TEST_CASE("finetune_multilabel: label subset file, linear probe keeps the encode
                     "--decoder", "32x1x2", "--batch-size", "16", "--steps", "4", "--threads", "1", "--quiet", "--out",
                     pre.path.string(), "--recon-samples", "0"})
               .code == 0);
-  const std::string encoder = pre / "encoder.safetensors";
+  const std::string encoder = pre.file("encoder.safetensors");
 
   SECTION("fine-tuning from the encoder, a label fraction") {
     const CliRun r = finetune(tiny_finetune(ft.path.string(), {"--init", encoder, "--steps", "3", "--label-fraction", "0.25"}));
     INFO(r.err);
     REQUIRE(r.code == 0);
-    std::ifstream in(ft / "label_subset.txt");
+    std::ifstream in(ft.file("label_subset.txt"));
     std::string line;
     std::vector<int64_t> listed;
     while (std::getline(in, line))
@@ -384,7 +345,7 @@ TEST_CASE("finetune_multilabel: label subset file, linear probe keeps the encode
     const CliRun r = finetune(tiny_finetune(probe.path.string(), {"--init", encoder, "--epochs", "2", "--linear-probe", "--blr", "0.5"}));
     INFO(r.err);
     REQUIRE(r.code == 0);
-    const auto a = io::SafetensorsFile::open(encoder), b = io::SafetensorsFile::open(probe / "last.safetensors");
+    const auto a = io::SafetensorsFile::open(encoder), b = io::SafetensorsFile::open(probe.file("last.safetensors"));
     int compared = 0;
     for (const char* name : {"blocks.0.attn.qkv.weight", "blocks.0.mlp.fc2.bias", "cls_token", "group_embed"}) {
       loom::test::require_close(b.load<float>(name), loom::test::to_double(a.load<float>(name)), {0, 0});
@@ -440,7 +401,7 @@ TEST_CASE("finetune_multilabel: bad flags exit 2 with one line naming the flag",
   const CliRun eval_without = finetune({"--evaluate", "--out", dir.path.string()});
   CHECK(eval_without.code == 2);
   CHECK_THAT(eval_without.err, Catch::Contains("--checkpoint"));
-  const CliRun missing_init = finetune(tiny_finetune(dir.path.string(), {"--init", dir / "nope.safetensors"}));
+  const CliRun missing_init = finetune(tiny_finetune(dir.path.string(), {"--init", dir.file("nope.safetensors")}));
   CHECK(missing_init.code == 1);
   CHECK_THAT(missing_init.err, Catch::Contains("nope.safetensors"));
 }
@@ -464,17 +425,17 @@ TEST_CASE("pre-train, fine-tune and evaluate run end to end on the real BigEarth
                              "--batch-size", "6", "--steps", "1", "--threads", "1", "--quiet", "--recon-samples", "0"});
   INFO(p.err);
   REQUIRE(p.code == 0);
-  const CliRun f = finetune({"--data", data, "--out", ft.path.string(), "--init", pre / "encoder.safetensors", "--model",
+  const CliRun f = finetune({"--data", data, "--out", ft.path.string(), "--init", pre.file("encoder.safetensors"), "--model",
                              "32x1x2", "--batch-size", "6", "--steps", "2", "--threads", "1", "--quiet"});
   INFO(f.err);
   REQUIRE(f.code == 0);
-  const Value report = read_json(ft / "report.json");
+  const Value report = read_json(ft.file("report.json"));
   CHECK(report["samples"].as_int() == 6);
   CHECK(report["per_class_ap"].as_object().size() == 19);
-  const CliRun e = finetune({"--evaluate", "--checkpoint", ft / "best.safetensors", "--data", data, "--out",
+  const CliRun e = finetune({"--evaluate", "--checkpoint", ft.file("best.safetensors"), "--data", data, "--out",
                              ev.path.string(), "--threads", "1", "--quiet", "--save-predictions"});
   INFO(e.err);
   REQUIRE(e.code == 0);
-  CHECK(read_json(ev / "report.json")["map_micro"].as_number() == report["map_micro"].as_number());
-  CHECK(fs::exists(ev / "predictions.csv"));
+  CHECK(read_json(ev.file("report.json"))["map_micro"].as_number() == report["map_micro"].as_number());
+  CHECK(fs::exists(ev.file("predictions.csv")));
 }

@@ -16,40 +16,17 @@
 
 #include "loom/train/mae_pretrain.hpp"
 #include "support/check.hpp"
+#include "support/temp_dir.hpp"
+#include "train/trainer_cli.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using loom::json::Value;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("loom_test_train_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-struct CliRun {
-  int code;
-  std::string out, err;
-};
-
-CliRun run_cli(std::vector<std::string> args) {
-  args.insert(args.begin(), "mae_pretrain");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  const int code = loom::train::mae_pretrain_main(int(argv.size()), argv.data(), out, err);
-  return {code, out.str(), err.str()};
-}
+using loom::test::CliRun;
+using loom::test::pretrain;
+using loom::test::read_jsonl;
+using loom::test::TempDir;
 
 // A tiny model on 16x16 synthetic images (patch 4: L = 16 locations, 32 group tokens).
 std::vector<std::string> tiny_run(const std::string& out, std::vector<std::string> extra = {}) {
@@ -59,15 +36,6 @@ std::vector<std::string> tiny_run(const std::string& out, std::vector<std::strin
                                    "--log-every", "1", "--recon-samples", "2"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
-}
-
-std::vector<Value> read_jsonl(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<Value> out;
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(loom::json::parse(line));
-  return out;
 }
 
 // Every tensor of a safetensors file as doubles, by name.
@@ -88,7 +56,7 @@ std::map<std::string, std::vector<double>> read_tensors(const std::string& path)
 // ---- command line -----------------------------------------------------------------------------------
 
 TEST_CASE("mae_pretrain --help documents every flag with its default", "[train][cli]") {
-  const CliRun r = run_cli({"--help"});
+  const CliRun r = pretrain({"--help"});
   REQUIRE(r.code == 0);
   loom::train::MaePretrainConfig cfg;
   for (const auto& f : loom::train::config_fields(cfg)) {
@@ -108,29 +76,29 @@ TEST_CASE("mae_pretrain: bad flags exit with code 2 and a one-line message namin
     std::string flag;
   };
   const std::vector<Case> cases = {
-      {{"--bogus", "1", "--out", dir / "a"}, "--bogus"},
-      {{"--batch-size", "many", "--out", dir / "a"}, "--batch-size"},
-      {{"--blr", "1e-3x", "--out", dir / "a"}, "--blr"},
+      {{"--bogus", "1", "--out", dir.file("a")}, "--bogus"},
+      {{"--batch-size", "many", "--out", dir.file("a")}, "--batch-size"},
+      {{"--blr", "1e-3x", "--out", dir.file("a")}, "--blr"},
       {{"--steps"}, "--steps"},
-      {{"--tokens", "pixels", "--out", dir / "a"}, "--tokens"},
-      {{"--model", "100x2x3", "--out", dir / "a"}, "--model"},
-      {{"--model", "huge", "--out", dir / "a"}, "--model"},
-      {{"--decoder", "64x0x4", "--out", dir / "a"}, "--decoder"},
-      {{"--mask", "disjoint(0.75", "--out", dir / "a"}, "--mask"},
-      {{"--mask", "drop(s3,0.75)", "--out", dir / "a"}, "--mask"},
-      {{"--warmup", "-5", "--out", dir / "a"}, "--warmup"},
-      {{"--clip", "-1", "--out", dir / "a"}, "--clip"},
-      {{"--norm-pix=maybe", "--out", dir / "a"}, "--norm-pix"},
+      {{"--tokens", "pixels", "--out", dir.file("a")}, "--tokens"},
+      {{"--model", "100x2x3", "--out", dir.file("a")}, "--model"},
+      {{"--model", "huge", "--out", dir.file("a")}, "--model"},
+      {{"--decoder", "64x0x4", "--out", dir.file("a")}, "--decoder"},
+      {{"--mask", "disjoint(0.75", "--out", dir.file("a")}, "--mask"},
+      {{"--mask", "drop(s3,0.75)", "--out", dir.file("a")}, "--mask"},
+      {{"--warmup", "-5", "--out", dir.file("a")}, "--warmup"},
+      {{"--clip", "-1", "--out", dir.file("a")}, "--clip"},
+      {{"--norm-pix=maybe", "--out", dir.file("a")}, "--norm-pix"},
       {{"--data", "synthetic"}, "--out"},
-      {{"--data", "bigearthnet:/nowhere", "--image-size", "32", "--out", dir / "a"}, "--image-size"},
-      {{"--resume", "--out", dir / "empty"}, "--resume"},
-      {{"--device", "gpu", "--out", dir / "a"}, "--device"},
+      {{"--data", "bigearthnet:/nowhere", "--image-size", "32", "--out", dir.file("a")}, "--image-size"},
+      {{"--resume", "--out", dir.file("empty")}, "--resume"},
+      {{"--device", "gpu", "--out", dir.file("a")}, "--device"},
   };
   std::vector<Case> all = cases;
   // A build without the CUDA backend (this test's) says how to get one.
-  if (!loom::detail::kCudaBackend) all.push_back({{"--device", "cuda", "--out", dir / "a"}, "LOOM_CUDA=ON"});
+  if (!loom::detail::kCudaBackend) all.push_back({{"--device", "cuda", "--out", dir.file("a")}, "LOOM_CUDA=ON"});
   for (const Case& c : all) {
-    const CliRun r = run_cli(c.args);
+    const CliRun r = pretrain(c.args);
     INFO(r.err);
     CHECK(r.code == 2);
     CHECK(r.err.find(c.flag) != std::string::npos);
@@ -143,18 +111,18 @@ TEST_CASE("mae_pretrain: settings that do not fit the data exit with code 2 nami
   // Patch 5 does not divide 16; disjoint(0.3) shows a location twice for G = 2; batch > dataset.
   for (auto [flag, value] : std::vector<std::pair<std::string, std::string>>{
            {"--patch", "5"}, {"--mask", "disjoint(0.3)"}, {"--batch-size", "64"}}) {
-    const CliRun r = run_cli(tiny_run(dir / ("x" + value), {flag, value, "--steps", "1"}));
+    const CliRun r = pretrain(tiny_run(dir.file("x" + value), {flag, value, "--steps", "1"}));
     INFO(r.err);
     CHECK(r.code == 2);
     CHECK(r.err.find(flag) != std::string::npos);
   }
   // Data errors are not usage errors: exit 1.
-  const CliRun r = run_cli({"--data", "bigearthnet:/nonexistent/dir", "--out", dir / "ben", "--quiet"});
+  const CliRun r = pretrain({"--data", "bigearthnet:/nonexistent/dir", "--out", dir.file("ben"), "--quiet"});
   CHECK(r.code == 1);
   CHECK(r.err.find("error") != std::string::npos);
 }
 
-TEST_CASE("mae config: settings survive JSON; specs and model shapes resolve", "[train][cli]") {
+TEST_CASE("mae config: settings survive JSON, specs and model shapes resolve", "[train][cli]") {
   loom::train::MaePretrainConfig c;
   c.data = "packed:/x.pack";
   c.out = "o";
@@ -221,10 +189,10 @@ TEST_CASE("parameter groups exempt group embeddings from weight decay", "[train]
 
 // ---- training runs ----------------------------------------------------------------------------------
 
-TEST_CASE("mae_pretrain writes its outputs; metrics follow the schedule", "[train][run]") {
+TEST_CASE("mae_pretrain writes its outputs, metrics follow the schedule", "[train][run]") {
   TempDir dir;
-  const std::string out = dir / "run";
-  const CliRun r = run_cli(tiny_run(out, {"--steps", "5", "--warmup", "2", "--blr", "0.256", "--ckpt-every", "2"}));
+  const std::string out = dir.file("run");
+  const CliRun r = pretrain(tiny_run(out, {"--steps", "5", "--warmup", "2", "--blr", "0.256", "--ckpt-every", "2"}));
   INFO(r.err);
   REQUIRE(r.code == 0);
   for (const char* f : {"config.json", "metrics.jsonl", "checkpoint.safetensors", "checkpoint.json",
@@ -277,15 +245,15 @@ TEST_CASE("mae_pretrain writes its outputs; metrics follow the schedule", "[trai
   CHECK(w == 6 * 112 + 4 * 4 + 16);
   CHECK(h == 16 + 2 * 112 + 4);
   // Without --resume, an existing run is not overwritten.
-  const CliRun again = run_cli(tiny_run(out, {"--steps", "5"}));
+  const CliRun again = pretrain(tiny_run(out, {"--steps", "5"}));
   CHECK(again.code == 1);
   CHECK(again.err.find("--resume") != std::string::npos);
 }
 
 TEST_CASE("mae_pretrain --tokens joint: one token group over all channels, plain random masking", "[train][run]") {
   TempDir dir;
-  const std::string out = dir / "joint";
-  const CliRun r = run_cli(tiny_run(out, {"--steps", "2", "--tokens", "joint"}));
+  const std::string out = dir.file("joint");
+  const CliRun r = pretrain(tiny_run(out, {"--steps", "2", "--tokens", "joint"}));
   INFO(r.err);
   REQUIRE(r.code == 0);
   const auto m = read_jsonl(out + "/metrics.jsonl");
@@ -298,7 +266,7 @@ TEST_CASE("mae_pretrain --tokens joint: one token group over all channels, plain
   CHECK(cfg["model"]["visible_tokens"].as_int() == 4);
   CHECK(fs::exists(out + "/recon_2.png"));
   // A group-token mask spec names groups the joint tokenization does not have.
-  const CliRun bad = run_cli(tiny_run(dir / "joint_bad", {"--steps", "2", "--tokens", "joint", "--mask", "drop(s1,0.75)"}));
+  const CliRun bad = pretrain(tiny_run(dir.file("joint_bad"), {"--steps", "2", "--tokens", "joint", "--mask", "drop(s1,0.75)"}));
   CHECK(bad.code == 2);
   CHECK(bad.err.find("--mask") != std::string::npos);
 }
@@ -314,16 +282,16 @@ TEST_CASE("mae_pretrain --resume continues bit-identically to an uninterrupted r
     a.insert(a.end(), b.begin(), b.end());
     return a;
   };
-  const std::string whole = dir / "whole", split = dir / "split";
-  REQUIRE(run_cli(tiny_run(whole, common)).code == 0);
-  const CliRun first = run_cli(tiny_run(split, with(common, {"--stop-after", "6"})));
+  const std::string whole = dir.file("whole"), split = dir.file("split");
+  REQUIRE(pretrain(tiny_run(whole, common)).code == 0);
+  const CliRun first = pretrain(tiny_run(split, with(common, {"--stop-after", "6"})));
   REQUIRE(first.code == 0);
   CHECK(loom::train::read_json_file(split + "/checkpoint.json")["step"].as_int() == 6);
   // Resuming with a training setting changed is refused, naming the flag; run control may change.
-  const CliRun bad = run_cli(tiny_run(split, with(common, {"--resume", "--batch-size", "2"})));
+  const CliRun bad = pretrain(tiny_run(split, with(common, {"--resume", "--batch-size", "2"})));
   CHECK(bad.code == 2);
   CHECK(bad.err.find("--batch-size") != std::string::npos);
-  const CliRun resumed = run_cli({"--out", split, "--resume", "--quiet", "--threads", "1", "--log-every", "1"});
+  const CliRun resumed = pretrain({"--out", split, "--resume", "--quiet", "--threads", "1", "--log-every", "1"});
   INFO(resumed.err);
   REQUIRE(resumed.code == 0);
 
@@ -354,10 +322,10 @@ TEST_CASE("mae_pretrain --resume continues bit-identically to an uninterrupted r
 
 TEST_CASE("30 steps of pre-training beat the mean-of-visible baseline", "[train][run]") {
   TempDir dir;
-  const std::string out = dir / "learn";
+  const std::string out = dir.file("learn");
   // Four images seen every step under fresh masks: the model can learn them, the trivial predictor
   // (each hidden patch = mean of the sample's visible ones, same batch and mask) cannot.
-  const CliRun r = run_cli(tiny_run(out, {"--data", "synthetic:train=4,clouds=0", "--steps", "30", "--blr", "1",
+  const CliRun r = pretrain(tiny_run(out, {"--data", "synthetic:train=4,clouds=0", "--steps", "30", "--blr", "1",
                                           "--warmup", "3", "--model", "64x1x4", "--decoder", "64x1x4",
                                           "--norm-pix=false", "--recon-samples", "0"}));
   INFO(r.err);
@@ -381,9 +349,9 @@ TEST_CASE("mae_pretrain runs on the real BigEarthNet-MM sample pairs", "[train][
   const std::string root = std::string(LOOM_SHARED_DATA_DIR) + "/bigearthnet-mm";
   if (!fs::exists(root + "/BigEarthNet-v1.0")) LOOM_SKIP("no BigEarthNet-MM sample at " + root);
   TempDir dir;
-  const std::string out = dir / "ben";
+  const std::string out = dir.file("ben");
   // The six 120x120 pairs as one batch; patch 8 gives 225 locations.
-  const CliRun r = run_cli({"--data", "bigearthnet:" + root, "--out", out, "--model", "32x1x2", "--decoder", "32x1x2",
+  const CliRun r = pretrain({"--data", "bigearthnet:" + root, "--out", out, "--model", "32x1x2", "--decoder", "32x1x2",
                             "--batch-size", "6", "--steps", "2", "--threads", "1", "--quiet", "--log-every", "1",
                             "--recon-samples", "1"});
   INFO(r.err);
@@ -399,9 +367,9 @@ TEST_CASE("mae_pretrain runs on the real BigEarthNet-MM sample pairs", "[train][
 
 TEST_CASE("a non-finite loss stops the run and keeps the last good checkpoint", "[train][run]") {
   TempDir dir;
-  const std::string out = dir / "diverge";
+  const std::string out = dir.file("diverge");
   // An absurd learning rate without clipping blows the weights up within a few steps.
-  const CliRun r = run_cli(tiny_run(out, {"--steps", "40", "--blr", "1e7", "--clip", "0", "--warmup", "0",
+  const CliRun r = pretrain(tiny_run(out, {"--steps", "40", "--blr", "1e7", "--clip", "0", "--warmup", "0",
                                           "--ckpt-every", "1", "--recon-samples", "0"}));
   INFO(r.err);
   REQUIRE(r.code == 3);
@@ -427,14 +395,14 @@ TEST_CASE("training checkpoint round trip: model, optimizer moments and step", "
   loom::train::MaePretrainConfig cfg;
   cfg.data = "synthetic:train=8,clouds=0";
   cfg.image_size = 16, cfg.patch = 4, cfg.model = "32x1x2", cfg.decoder = "32x1x2", cfg.batch_size = 4;
-  cfg.threads = 1, cfg.quiet = true, cfg.steps = 3, cfg.recon_samples = 0, cfg.out = dir / "ckpt";
+  cfg.threads = 1, cfg.quiet = true, cfg.steps = 3, cfg.recon_samples = 0, cfg.out = dir.file("ckpt");
   {
     loom::train::MaePretrainer trainer(cfg);
     REQUIRE(trainer.run().status == loom::train::RunStatus::finished);
   }
   loom::train::MaePretrainer a([&] {
     auto c = cfg;
-    c.out = dir / "fresh";
+    c.out = dir.file("fresh");
     return c;
   }()), b([&] {
     auto c = cfg;
@@ -465,7 +433,7 @@ TEST_CASE("training checkpoint round trip: model, optimizer moments and step", "
   }
 
   // Save from b into another directory and load into a: identical.
-  const std::string other = dir / "other";
+  const std::string other = dir.file("other");
   fs::create_directories(other);
   loom::train::save_checkpoint(other, b.model(), b.optimizer(), Value::object({{"step", 3}, {"note", "x"}}));
   const Value state = loom::train::load_checkpoint(other, a.model(), a.optimizer());
@@ -481,14 +449,14 @@ TEST_CASE("training checkpoint round trip: model, optimizer moments and step", "
   REQUIRE_THROWS_WITH(loom::train::load_checkpoint(other, a.model(), a.optimizer()), Catch::Contains("step 3") &&
                                                                                        Catch::Contains("step 4"));
   CHECK(a.model().find("blocks.0.attn.qkv.weight").to_vector() == before);
-  REQUIRE_THROWS_AS(loom::train::load_checkpoint(dir / "missing", a.model(), a.optimizer()), loom::Error);
+  REQUIRE_THROWS_AS(loom::train::load_checkpoint(dir.file("missing"), a.model(), a.optimizer()), loom::Error);
 }
 
 // ---- pieces -----------------------------------------------------------------------------------------
 
 TEST_CASE("MetricsLog appends lines and drops records after the resumed step", "[train]") {
   TempDir dir;
-  const std::string path = dir / "m.jsonl";
+  const std::string path = dir.file("m.jsonl");
   {
     loom::train::MetricsLog log(path);
     for (int s = 1; s <= 5; ++s) log.append(Value::object({{"step", s}, {"loss", 1.0 / s}}));
@@ -538,9 +506,9 @@ TEST_CASE("RgbImage draws, writes text and encodes PNG that decodes back", "[tra
   stbi_image_free(px);
 
   TempDir dir;
-  loom::io::write_png(dir / "x.png", img);
-  CHECK(fs::file_size(dir / "x.png") == png.size());
-  REQUIRE_THROWS_AS(loom::io::write_png(dir / "no/such/dir/x.png", img), loom::Error);
+  loom::io::write_png(dir.file("x.png"), img);
+  CHECK(fs::file_size(dir.file("x.png")) == png.size());
+  REQUIRE_THROWS_AS(loom::io::write_png(dir.file("no/such/dir/x.png"), img), loom::Error);
 }
 
 TEST_CASE("loss curve: axes, one colour per series, gaps at NaN", "[train][image]") {

@@ -41,6 +41,13 @@
 
 namespace loom::data {
 
+// Whether this build reads GeoTIFF (libtiff found at configure time: LOOM_HAVE_TIFF).
+#if defined(LOOM_HAVE_TIFF) && LOOM_HAVE_TIFF
+inline constexpr bool kGeoTiffSupported = true;
+#else
+inline constexpr bool kGeoTiffSupported = false;
+#endif
+
 // ---- sample types ------------------------------------------------------------------------------
 
 enum class RasterType : uint8_t { u8, i8, u16, i16, u32, i32, f32, f64 };

@@ -11,7 +11,7 @@ namespace loom::test {
 struct TempDir {
   std::filesystem::path path;
 
-  explicit TempDir(const std::string& tag = "data") {
+  explicit TempDir(const std::string& tag = "tmp") {
     static int counter = 0;
     path = std::filesystem::temp_directory_path() /
            ("loom_test_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
