@@ -71,18 +71,38 @@ TEST_CASE("ten MAE pre-training steps on CUDA follow the CPU's loss trajectory",
   loom::models::MaskedAutoencoder<float, CPU> cpu(small_mae(), g_cpu);
   loom::models::MaskedAutoencoder<float, CUDA> dev(small_mae(), g_dev);
   loom::nn::copy_state(cpu, dev);
+  const auto initial = cpu.state_dict();
   const std::vector<double> want = train(cpu, 10);
   const std::vector<double> got = train(dev, 10);
   loom::test::require_close(got, want, {0, 1e-4});
   for (size_t i = 1; i < want.size(); ++i) REQUIRE(want[i] < want[i - 1]);  // it trains: not a flat line
 
-  // The trained device weights come back equal to the CPU's.
+  // The trained device weights come back equal to the CPU's. One exception: the key third of each
+  // attention's qkv bias adds q·b_k to every score of a query alike, which softmax cancels, so its
+  // exact gradient is zero and both devices see only their own rounding noise (~1e-9). AdamW
+  // normalizes that noise into steps of up to lr, so those weights are checked against that bound
+  // on both devices instead of against each other.
   loom::models::MaskedAutoencoder<float, CPU> back(small_mae(), g_dev);
   loom::nn::copy_state(dev, back);
   const auto a = back.state_dict(), b = cpu.state_dict();
+  // Per step |m_hat| / sqrt(v_hat) <= sqrt(sum_k w1_k^2 / w2_k) (Cauchy-Schwarz over the two moving
+  // averages' weights), at most 1.0115 in ten steps with betas (0.9, 0.95); biases have no decay.
+  const double max_drift = 10 * 1e-4 * 1.0115;
   for (size_t i = 0; i < a.size(); ++i) {
     INFO(a[i].first);
-    loom::test::require_close(a[i].second, loom::test::to_double(b[i].second), {1e-5, 1e-3});
+    std::vector<double> ours = loom::test::to_double(a[i].second), ref = loom::test::to_double(b[i].second);
+    if (a[i].first.ends_with("attn.qkv.bias")) {
+      const size_t dim = ours.size() / 3;  // [q | k | v]
+      const std::vector<double> start = loom::test::to_double(initial[i].second);
+      for (size_t j = dim; j < 2 * dim; ++j) {
+        INFO("key bias " << j - dim);
+        REQUIRE(std::abs(ours[j] - start[j]) <= max_drift);
+        REQUIRE(std::abs(ref[j] - start[j]) <= max_drift);
+      }
+      ours.erase(ours.begin() + dim, ours.begin() + 2 * dim);
+      ref.erase(ref.begin() + dim, ref.begin() + 2 * dim);
+    }
+    loom::test::require_close(ours, ref, {1e-5, 1e-3});
   }
 }
 
