@@ -40,6 +40,14 @@ void check_cudnn_sdpa_dims(const CudnnSdpaDims& d) {
 }  // namespace loom::cuda
 
 #if LOOM_WITH_CUDNN
+#include <cudnn.h>
+#endif
+
+// The SDPA forward operation's descriptor type and attributes first appear in cuDNN 9.13's headers,
+// the backward's in 9.17's. A build against older headers keeps the rest of cuDNN (the patch
+// convolution) and reports the missing direction as having no engine (the tests SKIP on that),
+// naming the headers' version.
+#if LOOM_WITH_CUDNN && CUDNN_VERSION >= 91301
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -49,11 +57,6 @@ void check_cudnn_sdpa_dims(const CudnnSdpaDims& d) {
 
 #include "cudnn_check.cuh"
 #include "loom/cuda/device_memory.hpp"
-
-// The SDPA operations' descriptor types and attributes first appear in these headers.
-#if CUDNN_VERSION < 91700
-#error "kernels/cudnn_attention.cpp needs cuDNN >= 9.17 headers (CUDNN_BACKEND_OPERATION_SDPA_FWD/BWD_DESCRIPTOR)"
-#endif
 
 namespace loom::cuda {
 namespace {
@@ -98,8 +101,9 @@ std::string cudnn_version_name(size_t v) {
 // The loaded library (not the headers) decides which operations exist at run time.
 void require_cudnn_version(size_t needed, const char* direction) {
   const size_t loaded = cudnnGetVersion();
-  LOOM_CHECK(loaded >= needed, "cudnn_sdpa: cuDNN's single SDPA ", direction, " operation needs cuDNN >= ",
-             cudnn_version_name(needed), ", but the loaded library is cuDNN ", cudnn_version_name(loaded));
+  LOOM_CHECK(loaded >= needed, "cudnn_sdpa: no cuDNN engine supports the SDPA ", direction,
+             " graph here: cuDNN's single SDPA ", direction, " operation needs cuDNN >= ", cudnn_version_name(needed),
+             ", but the loaded library is cuDNN ", cudnn_version_name(loaded));
 }
 
 // One operand of an SDPA operation: its tensor descriptor and the operation attribute it is set on.
@@ -175,6 +179,12 @@ struct SdpaPlan {
 
   // The backward: Q, K, V, O, dO, the forward's statistics and the scale in; dQ, dK, dV out.
   void build_backward(const CudnnSdpaDims& d) {
+#if CUDNN_VERSION < 91700
+    ::loom::detail::fail("cudnn_sdpa_backward: no cuDNN engine supports the SDPA backward graph for [B ", d.batch,
+                         ", H ", d.heads, ", Sq ", d.seq_q, ", Skv ", d.seq_kv, ", D ", d.head_dim,
+                         "] in this build: it was compiled against cuDNN ", CUDNN_MAJOR, ".", CUDNN_MINOR,
+                         " headers, which predate the SDPA backward operation (9.17)");
+#else
     const SdpaLayouts l(d);
     add_sdpa_op(CUDNN_BACKEND_OPERATION_SDPA_BWD_DESCRIPTOR,
                 {
@@ -189,6 +199,7 @@ struct SdpaPlan {
                     {kDK, CUDNN_DATA_BFLOAT16, l.rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DKDESC},
                     {kDV, CUDNN_DATA_BFLOAT16, l.rows_kv, false, CUDNN_ATTR_OPERATION_SDPA_BWD_DVDESC},
                 });
+#endif
   }
 
   // Finalizes the operation graph and takes the first engine that runs it.
@@ -305,20 +316,49 @@ void cudnn_sdpa_backward(const CudnnSdpaDims& d, const void* q, const void* k, c
            const_cast<void*>(d_o), const_cast<float*>(stats), &scale, dq, dk, dv});
 }
 
+bool cudnn_sdpa_backward_supported(const CudnnSdpaDims& d) {
+  check_cudnn_sdpa_dims(d);
+  try {
+    cudnnHandle_t h = cudnn_handle();
+    cached_plan(h, d, true);  // a plan built once is kept for cudnn_sdpa_backward
+    return true;
+  } catch (const ::loom::Error& e) {  // the capability probe; any other failure still reaches the caller
+    if (std::string(e.what()).find("no cuDNN engine supports") == std::string::npos) throw;
+    return false;
+  }
+}
+
 }  // namespace loom::cuda
 
-#else  // built without cuDNN
+#else  // built without cuDNN, or with headers older than the SDPA forward operation
 
 namespace loom::cuda {
+namespace {
+
+[[noreturn]] void fail_unavailable(const char* direction) {
+#if LOOM_WITH_CUDNN
+  ::loom::detail::fail("cudnn_sdpa_", direction, ": no cuDNN engine supports the SDPA ", direction,
+                       " graph in this build: it was compiled against cuDNN ", CUDNN_MAJOR, ".", CUDNN_MINOR,
+                       " headers, which predate the SDPA operations (9.13.1)");
+#else
+  ::loom::detail::fail("cudnn_sdpa_", direction, ": ", kNoCudnnMessage);
+#endif
+}
+
+}  // namespace
 
 void cudnn_sdpa_forward(const CudnnSdpaDims& d, const void*, const void*, const void*, void*, float*) {
   check_cudnn_sdpa_dims(d);
-  ::loom::detail::fail("cudnn_sdpa_forward: ", kNoCudnnMessage);
+  fail_unavailable("forward");
 }
 void cudnn_sdpa_backward(const CudnnSdpaDims& d, const void*, const void*, const void*, const void*, const void*,
                          const float*, void*, void*, void*) {
   check_cudnn_sdpa_dims(d);
-  ::loom::detail::fail("cudnn_sdpa_backward: ", kNoCudnnMessage);
+  fail_unavailable("backward");
+}
+bool cudnn_sdpa_backward_supported(const CudnnSdpaDims& d) {
+  check_cudnn_sdpa_dims(d);
+  return false;
 }
 
 }  // namespace loom::cuda

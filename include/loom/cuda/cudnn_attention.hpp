@@ -29,4 +29,9 @@ void cudnn_sdpa_forward(const CudnnSdpaDims& d, const void* q, const void* k, co
 void cudnn_sdpa_backward(const CudnnSdpaDims& d, const void* q, const void* k, const void* v, const void* o,
                          const void* d_o, const float* stats, void* dq, void* dk, void* dv);
 
+// Whether this cuDNN (library, headers and GPU) runs the SDPA backward for d's shape: cuDNN 9.19 has
+// no engine for the single backward operation on sm 90 (cudnn-frontend expects one from 9.27 on).
+// Probed once per shape and thread by building the plan, which cudnn_sdpa_backward then reuses.
+bool cudnn_sdpa_backward_supported(const CudnnSdpaDims& d);
+
 }  // namespace loom::cuda

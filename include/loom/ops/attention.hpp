@@ -522,9 +522,12 @@ struct FlashAttentionCuda {
     Tensor<float, Dev> delta = Tensor<float, Dev>::empty({q.size(0), q.size(1), q.size(2)});  // rowsum(dO ∘ O)
     Tensor<T, Dev> dq = Tensor<T, Dev>::empty(q.shape()), dk = Tensor<T, Dev>::empty(k.shape()),
                    dv = Tensor<T, Dev>::empty(v.shape());
-    if (ctx.get<bool>("cudnn")) {  // the backward of the implementation the forward used
-      cuda::cudnn_sdpa_backward(cudnn_dims(q, k, ctx.get<double>("scale")), q.data(), k.data(), v.data(), o.data(),
-                                g.data(), lse.data(), dq.data(), dk.data(), dv.data());
+    // cuDNN's backward when this cuDNN has one for the shape; else loom's, which takes cuDNN's O and
+    // statistics as they are (both save the natural-log LSE of the scaled scores per query row).
+    const cuda::CudnnSdpaDims sdpa = cudnn_dims(q, k, ctx.get<double>("scale"));
+    if (ctx.get<bool>("cudnn") && cuda::cudnn_sdpa_backward_supported(sdpa)) {
+      cuda::cudnn_sdpa_backward(sdpa, q.data(), k.data(), v.data(), o.data(), g.data(), lse.data(), dq.data(),
+                                dk.data(), dv.data());
       return {dq, dk, dv};
     }
     kernels::flash_attention_backward<T>(dims(q, k, ctx.get<double>("scale")), q.data(), k.data(), v.data(),
