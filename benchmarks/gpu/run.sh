@@ -37,8 +37,9 @@ prefix=()
 [ -d "$root/.deps/usr" ] && prefix=(-DCMAKE_PREFIX_PATH="$root/.deps/usr")
 gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
+# LOOM_UNITY_TESTS=OFF: a GPU machine's many cores compile the test files in parallel.
 step "configure" 120 cmake -S "$root" -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DLOOM_CUDA=ON \
-  -DLOOM_BUILD_EXAMPLES=OFF -DCMAKE_CUDA_ARCHITECTURES="${arch:-90}" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${prefix[@]}" || { printf '%s\n' "${summary[@]}"; exit 1; }
+  -DLOOM_BUILD_EXAMPLES=OFF -DLOOM_UNITY_TESTS=OFF -DCMAKE_CUDA_ARCHITECTURES="${arch:-90}" -DCMAKE_POLICY_VERSION_MINIMUM=3.5 "${prefix[@]}" || { printf '%s\n' "${summary[@]}"; exit 1; }
 # Every GPU test binary tests/CMakeLists.txt declares (loom_add_gpu_test).
 cuda_tests=$(grep -oE 'loom_add_gpu_test\(test_[a-z0-9_]+' "$root/tests/CMakeLists.txt" | sed 's/loom_add_gpu_test(//' | sort -u)
 step "build" 400 cmake --build "$build" -j "$(nproc)" --target test_kernel_math $cuda_tests \
