@@ -12,9 +12,10 @@
 // thread, direction and shape (the plan holds the thread's cuDNN handle); the workspace from the
 // caching allocator. A loaded cuDNN older than an operation needs is a loom::Error naming both
 // versions; a graph cuDNN rejects or has no engine for is the error "no cuDNN engine supports ...".
-// Seen on an H200 (sm 90) with cuDNN 9.19: the forward runs and passes the test; cuDNN 9.19 rejects
-// the backward's graph ("outputGraph.buildDAG()"), so the test SKIPs it (cudnn-frontend counts
-// cuDNN 9.27 as the first whose heuristics propose the single-operation backward's engines).
+// Seen on an H200 (sm 90) with cuDNN 9.19 and 9.14: the forward runs and passes the test; neither
+// runs the backward (9.19 rejects its graph, "outputGraph.buildDAG()"; cudnn-frontend counts cuDNN
+// 9.27 as the first whose heuristics propose its engines), so the test SKIPs it and the attention
+// backend falls back to loom's flash backward (cudnn_sdpa_backward_supported).
 // Every cuDNN call is checked (LOOM_CUDNN_CHECK, kernels/cudnn_check.cuh) but the graph's and the
 // candidate plans' finalize, whose failure means "no engine" / "not this engine"; the descriptors'
 // geometry is loom/cuda/cudnn_layout.hpp's (CPU-tested).
