@@ -587,67 +587,58 @@ template <class T, class Dev, bool kStd>
 Tensor<T, Dev> spread(const char* op, const Tensor<T, Dev>& x, const std::vector<int64_t>& dims, bool unbiased,
                       bool keepdim) {
   const ReduceSpec spec = make_reduce_spec(op, x.shape(), dims, keepdim);
+  const double denom = double(spec.n_reduced) - (unbiased ? 1.0 : 0.0);
+  Tensor<T, Dev> out = Tensor<T, Dev>::empty(spec.out_shape);
   if constexpr (Tensor<T, Dev>::kOnDevice) {
     static_assert(cuda_backend_for<T>, "var / stddev on CUDA tensors need LOOM_WITH_CUDA (link loom::kernels)");
-    const double denom = double(spec.n_reduced) - (unbiased ? 1.0 : 0.0);
-    Tensor<T, Dev> out = Tensor<T, Dev>::empty(spec.out_shape);
     cuda::spread_forward(dtype_traits<T>::tag, kStd, out.data(), x.data(),
                          cuda::make_reduce_map(x.shape(), x.strides(), spec.reduced), denom);
-    if (autograd::should_record(x.impl())) {
-      autograd::record(kStd ? "StdBackward" : "VarBackward", out, {x.impl()},
-                       [spec, denom, sx = autograd::SavedTensor<T, Dev>(x, op),
-                        so = autograd::SavedTensor<T, Dev>(out, op)](const Tensor<T, Dev>& g) {
-                         // As on the CPU: var dx = g 2 (x - mean) / denom; std dx = g (x - mean) / (denom std).
-                         const Tensor<T, Dev>& xs = sx.get();
-                         const Tensor<T, Dev> gd = g.contiguous();
-                         Tensor<T, Dev> gx = Tensor<T, Dev>::empty(spec.in_shape);
-                         cuda::spread_backward(
-                             dtype_traits<T>::tag, kStd, gx.data(), xs.data(), gd.data(), so.get().data(),
-                             cuda::make_reduce_map(xs.shape(), xs.strides(), spec.reduced),
-                             cuda::make_offset_map<3>(spec.in_shape,
-                                                      {gx.strides(), xs.strides(), output_index_strides(spec)}),
-                             gx.numel(), denom);
-                         return std::vector<Tensor<T, Dev>>{gx};
-                       });
-    }
-    return out;
   } else {
     const ReduceLayout lay = make_reduce_layout(x.strides(), spec);
     const std::vector<double> means = reduce_means(x, spec, lay);
     const auto dev = reduce_states(x.data(), lay, DeviationReducer<T>{means.data()});
-    const double n = double(spec.n_reduced), denom = n - (unbiased ? 1.0 : 0.0);
-    Tensor<T, Dev> out = Tensor<T, Dev>::empty(spec.out_shape);
+    const double n = double(spec.n_reduced);
     T* po = out.data();
     for (size_t o = 0; o < dev.size(); ++o) {
       // dev2 - dev^2/n corrects for the rounding of the mean (the two-pass "corrected" formula).
       const double v = (dev[o].dev2 - dev[o].dev * dev[o].dev / n) / denom;
       po[o] = T(compute_t<T>(kStd ? std::sqrt(v) : v));
     }
-    if (autograd::should_record(x.impl())) {
-      autograd::record(kStd ? "StdBackward" : "VarBackward", out, {x.impl()},
-                       [spec, denom, sx = autograd::SavedTensor<T, Dev>(x, op),
-                        so = autograd::SavedTensor<T, Dev>(out, op)](const Tensor<T, Dev>& g) {
-                         // var: dx = g * 2 (x - mean) / denom;  std: dx = g * (x - mean) / (denom * std).
-                         const Tensor<T, Dev>& xs = sx.get();
-                         const Tensor<T, Dev> gd = g.contiguous();
-                         const T* pout = so.get().data();
-                         const std::vector<double> mean =
-                             reduce_means(xs, spec, make_reduce_layout(xs.strides(), spec));
-                         std::vector<double> coef(mean.size());
-                         for (size_t o = 0; o < coef.size(); ++o) {
-                           const double go = as_double(gd.data()[o]);
-                           if constexpr (kStd) {
-                             const double s = as_double(pout[o]);
-                             coef[o] = s == 0 ? 0.0 : go / (denom * s);
-                           } else {
-                             coef[o] = 2.0 * go / denom;
-                           }
-                         }
-                         return std::vector<Tensor<T, Dev>>{affine_per_output(xs, spec, coef, mean)};
-                       });
-    }
-    return out;
   }
+  if (autograd::should_record(x.impl())) {
+    autograd::record(
+        kStd ? "StdBackward" : "VarBackward", out, {x.impl()},
+        [spec, denom, sx = autograd::SavedTensor<T, Dev>(x, op),
+         so = autograd::SavedTensor<T, Dev>(out, op)](const Tensor<T, Dev>& g) {
+          // var: dx = g * 2 (x - mean) / denom;  std: dx = g * (x - mean) / (denom * std).
+          const Tensor<T, Dev>& xs = sx.get();
+          const Tensor<T, Dev> gd = g.contiguous();
+          if constexpr (Tensor<T, Dev>::kOnDevice) {
+            Tensor<T, Dev> gx = Tensor<T, Dev>::empty(spec.in_shape);
+            cuda::spread_backward(
+                dtype_traits<T>::tag, kStd, gx.data(), xs.data(), gd.data(), so.get().data(),
+                cuda::make_reduce_map(xs.shape(), xs.strides(), spec.reduced),
+                cuda::make_offset_map<3>(spec.in_shape, {gx.strides(), xs.strides(), output_index_strides(spec)}),
+                gx.numel(), denom);
+            return std::vector<Tensor<T, Dev>>{gx};
+          } else {
+            const T* pout = so.get().data();
+            const std::vector<double> mean = reduce_means(xs, spec, make_reduce_layout(xs.strides(), spec));
+            std::vector<double> coef(mean.size());
+            for (size_t o = 0; o < coef.size(); ++o) {
+              const double go = as_double(gd.data()[o]);
+              if constexpr (kStd) {
+                const double s = as_double(pout[o]);
+                coef[o] = s == 0 ? 0.0 : go / (denom * s);
+              } else {
+                coef[o] = 2.0 * go / denom;
+              }
+            }
+            return std::vector<Tensor<T, Dev>>{affine_per_output(xs, spec, coef, mean)};
+          }
+        });
+  }
+  return out;
 }
 
 }  // namespace detail
