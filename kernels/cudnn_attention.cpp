@@ -51,6 +51,7 @@ void check_cudnn_sdpa_dims(const CudnnSdpaDims& d) {
 #if LOOM_WITH_CUDNN && CUDNN_VERSION >= 91301
 #include <initializer_list>
 #include <map>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <tuple>
@@ -99,12 +100,27 @@ std::string cudnn_version_name(size_t v) {
   return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
 }
 
+// What this cuDNN cannot run (too old a library or headers, a graph it rejects or has no engine
+// for): a capability, not a wrong call, so cudnn_sdpa_backward_supported can answer false on it.
+class NoSdpaEngine : public ::loom::Error {
+ public:
+  using ::loom::Error::Error;
+};
+
+template <class... Parts>
+[[noreturn]] void fail_no_engine(const Parts&... parts) {
+  std::ostringstream message;
+  (message << ... << parts);
+  throw NoSdpaEngine(message.str());
+}
+
 // The loaded library (not the headers) decides which operations exist at run time.
 void require_cudnn_version(size_t needed, const char* direction) {
   const size_t loaded = cudnnGetVersion();
-  LOOM_CHECK(loaded >= needed, "cudnn_sdpa: no cuDNN engine supports the SDPA ", direction,
-             " graph here: cuDNN's single SDPA ", direction, " operation needs cuDNN >= ", cudnn_version_name(needed),
-             ", but the loaded library is cuDNN ", cudnn_version_name(loaded));
+  if (loaded < needed)
+    fail_no_engine("cudnn_sdpa: no cuDNN engine supports the SDPA ", direction, " graph here: cuDNN's single SDPA ",
+                   direction, " operation needs cuDNN >= ", cudnn_version_name(needed),
+                   ", but the loaded library is cuDNN ", cudnn_version_name(loaded));
 }
 
 // One operand of an SDPA operation: its tensor descriptor and the operation attribute it is set on.
@@ -181,7 +197,7 @@ struct SdpaPlan {
   // The backward: Q, K, V, O, dO, the forward's statistics and the scale in; dQ, dK, dV out.
   void build_backward(const CudnnSdpaDims& d) {
 #if CUDNN_VERSION < 91700
-    ::loom::detail::fail("cudnn_sdpa_backward: no cuDNN engine supports the SDPA backward graph for [B ", d.batch,
+    fail_no_engine("cudnn_sdpa_backward: no cuDNN engine supports the SDPA backward graph for [B ", d.batch,
                          ", H ", d.heads, ", Sq ", d.seq_q, ", Skv ", d.seq_kv, ", D ", d.head_dim,
                          "] in this build: it was compiled against cuDNN ", CUDNN_MAJOR, ".", CUDNN_MINOR,
                          " headers, which predate the SDPA backward operation (9.17)");
@@ -222,7 +238,7 @@ struct SdpaPlan {
   }
 
   [[noreturn]] static void no_engine(const CudnnSdpaDims& d, const char* direction, const std::string& why) {
-    ::loom::detail::fail("cudnn_sdpa: no cuDNN engine supports the SDPA ", direction, " graph for [B ", d.batch,
+    fail_no_engine("cudnn_sdpa: no cuDNN engine supports the SDPA ", direction, " graph for [B ", d.batch,
                          ", H ", d.heads, ", Sq ", d.seq_q, ", Skv ", d.seq_kv, ", D ", d.head_dim,
                          "] on this GPU (cuDNN ", cudnn_version_name(cudnnGetVersion()), ")", why);
   }
@@ -319,14 +335,20 @@ void cudnn_sdpa_backward(const CudnnSdpaDims& d, const void* q, const void* k, c
 
 bool cudnn_sdpa_backward_supported(const CudnnSdpaDims& d) {
   check_cudnn_sdpa_dims(d);
+  // Answered once per thread and shape: a "no" is asked again every training step, and finding it
+  // means querying cuDNN's heuristics for every engine.
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>;
+  thread_local std::map<Key, bool> known;
+  const Key key{d.batch, d.heads, d.seq_q, d.seq_kv, d.head_dim};
+  if (const auto found = known.find(key); found != known.end()) return found->second;
+  bool supported = true;
   try {
-    cudnnHandle_t h = cudnn_handle();
-    cached_plan(h, d, true);  // a plan built once is kept for cudnn_sdpa_backward
-    return true;
-  } catch (const ::loom::Error& e) {  // the capability probe; any other failure still reaches the caller
-    if (std::string(e.what()).find("no cuDNN engine supports") == std::string::npos) throw;
-    return false;
+    cached_plan(cudnn_handle(), d, true);  // kept for cudnn_sdpa_backward
+  } catch (const NoSdpaEngine&) {  // any other failure reaches the caller, and is asked again next time
+    supported = false;
   }
+  known.emplace(key, supported);
+  return supported;
 }
 
 }  // namespace loom::cuda
